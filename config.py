@@ -1,0 +1,289 @@
+"""The user's settings, as one frozen, validated configuration.
+
+Settings come from the constants block at the top of ``stardist_2d.py`` and, for
+headless runs, from command-line flags that override them. Every error a user can
+make with a setting is worded here, on one line, naming the setting (and its flag),
+the bad value and what would be valid. Nothing here imports TensorFlow, so a mistake
+is reported in a second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .pipeline.plan import LABEL_DTYPES, output_dtype, resolve_plane_range
+
+REGISTERED_MODELS = ("2D_versatile_fluo", "2D_versatile_he", "2D_paper_dsb2018", "2D_demo")
+NORMALIZE_MODES = ("plane", "stack")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs to know, already checked.
+
+    Field names are the constants' names in lower case; ``input_path`` /
+    ``output_path`` are used by headless runs only (None = the embedded demo).
+    """
+
+    input_channel: int = 0
+    output_ch_name: str = "StarDist"
+    model2d_path: Path | None = None
+    model_name: str = "demo"
+    current_time_point: bool = True
+    time_point: int = 0
+    first_plane: int = -1
+    last_plane: int = -1
+    norm_percentiles: tuple[float, float] = (1.0, 99.8)
+    normalize: str = "plane"
+    prob_thresh: float | None = None
+    nms_thresh: float | None = None
+    n_tiles: tuple[int, int] | None = None
+    scale: float = 1.0
+    label_dtype: str = "auto"
+    overwrite: bool = False
+    input_path: Path | None = None
+    output_path: Path | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.model2d_path) if self.model2d_path is not None else shipped_models_dir()
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models_dir / self.model_name
+
+    @property
+    def is_demo(self) -> bool:
+        return self.input_path is None
+
+    def as_record(self) -> dict[str, str]:
+        """The settings as strings, for the output file's description."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
+
+
+def shipped_models_dir() -> Path:
+    """The ``models`` folder installed with the package (not found via ``__file__``)."""
+    return Path(str(resources.files("stardist_v4d") / "models"))
+
+
+# --------------------------------------------------------------------------- flags
+FLAGS = {  # constant -> flag, so messages can name both
+    "INPUT_CHANNEL": "--channel", "OUTPUT_CH_NAME": "--output-channel-name",
+    "MODEL2D_PATH": "--model-path", "MODEL_NAME": "--model",
+    "CURRENT_TIME_POINT": "--current-timepoint/--all-timepoints", "TIME_POINT": "--timepoint",
+    "FIRST_PLANE": "--first-plane", "LAST_PLANE": "--last-plane",
+    "NORM_PERCENTILES": "--percentiles", "NORMALIZE": "--normalize",
+    "PROB_THRESH": "--prob-thresh", "NMS_THRESH": "--nms-thresh", "N_TILES": "--n-tiles",
+    "SCALE": "--scale", "LABEL_DTYPE": "--label-dtype", "OVERWRITE": "--overwrite",
+    "INPUT": "--input", "OUTPUT": "--output",
+}
+
+
+def _setting(name: str) -> str:
+    flag = FLAGS.get(name)
+    return f"{name} ({flag})" if flag else name
+
+
+def _fail(name: str, value: Any, problem: str) -> ConfigError:
+    return ConfigError(f"{_setting(name)} = {value!r}: {problem}")
+
+
+def build_parser(defaults: Config) -> argparse.ArgumentParser:
+    """Headless flags; each overrides the constant of the same meaning."""
+    p = argparse.ArgumentParser(
+        prog="stardist_2d.py",
+        description="StarDist 2D nuclei segmentation, plane by plane, into a new label channel. "
+                    "With no --input it runs on the embedded demo stack and writes demo_output/.")
+    p.add_argument("--input", type=Path, help="input TIFF stack (ImageJ hyperstack or OME-TIFF, any of T, Z, C axes)")
+    p.add_argument("--output", type=Path, help="output OME-TIFF (default: INPUT's name + _stardist.ome.tif beside it)")
+    p.add_argument("--channel", type=int, dest="input_channel", help=f"0-based channel to segment (default {defaults.input_channel})")
+    p.add_argument("--output-channel-name", dest="output_ch_name", help=f"name of the new label channel (default {defaults.output_ch_name!r})")
+    p.add_argument("--model-path", type=Path, dest="model2d_path", help="folder holding model folders (default: the models shipped with the plugin)")
+    p.add_argument("--model", dest="model_name", help=f"model folder name in --model-path, or a registered StarDist name (default {defaults.model_name!r})")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--current-timepoint", dest="current_time_point", action="store_const", const=True,
+                      help="segment only the active time point (--timepoint) [default]")
+    when.add_argument("--all-timepoints", dest="current_time_point", action="store_const", const=False,
+                      help="segment every time point")
+    p.add_argument("--timepoint", type=int, dest="time_point", help="0-based active time point of a TIFF (default 0)")
+    p.add_argument("--first-plane", type=int, help="first Z plane, 0-based; -1 = bottom (default -1)")
+    p.add_argument("--last-plane", type=int, help="last Z plane, 0-based inclusive; -1 = top (default -1)")
+    p.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="norm_percentiles",
+                   help=f"percentile normalization (default {defaults.norm_percentiles[0]:g} {defaults.norm_percentiles[1]:g})")
+    p.add_argument("--normalize", choices=NORMALIZE_MODES,
+                   help="'plane': percentiles per plane; 'stack': one pair for the whole selection, "
+                        "so empty planes do not turn noise into nuclei (default plane)")
+    p.add_argument("--prob-thresh", type=float, help="object probability threshold in (0, 1) (default: the model's)")
+    p.add_argument("--nms-thresh", type=float, help="overlap threshold in (0, 1) for non-maximum suppression (default: the model's)")
+    p.add_argument("--n-tiles", type=int, nargs=2, metavar=("Y", "X"), help="split each plane into Y x X tiles to save memory (default: one tile)")
+    p.add_argument("--scale", type=float, help="resize planes by this factor before prediction, for nuclei larger or smaller than the model's (default 1.0)")
+    p.add_argument("--label-dtype", choices=LABEL_DTYPES, help="output pixel type (default auto: the input type widened to at least uint16)")
+    p.add_argument("--overwrite", action="store_const", const=True, help="replace an existing output file")
+    return p
+
+
+def build_config(constants: Mapping[str, Any], argv: Sequence[str] | None = None) -> Config:
+    """Constants (``INPUT_CHANNEL = 0`` ...) overridden by flags, then checked.
+
+    Raises ConfigError with a one-line message for the first invalid setting.
+    """
+    values = {f.name: constants[f.name.upper()] for f in fields(Config)
+              if f.name.upper() in constants and f.name not in ("input_path", "output_path", "extra")}
+    extra = {k.lower(): v for k, v in constants.items() if k.lower() not in values and k.isupper()}
+    config = Config(**values, extra=extra)
+    if argv is not None:
+        args = build_parser(config).parse_args(list(argv))
+        overrides = {k: v for k, v in vars(args).items() if v is not None}
+        if "input" in overrides:
+            overrides["input_path"] = overrides.pop("input")
+        if "output" in overrides:
+            overrides["output_path"] = overrides.pop("output")
+        config = replace(config, **overrides)
+    config = _with_default_output(config)
+    check_settings(config)
+    return config
+
+
+def _with_default_output(config: Config) -> Config:
+    if config.input_path is not None and config.output_path is None:
+        name = Path(config.input_path).name
+        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return replace(config, output_path=Path(config.input_path).with_name(name + "_stardist.ome.tif"))
+    return config
+
+
+# ------------------------------------------------------------------ static checks
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_settings(config: Config) -> None:
+    """Checks that need neither the data nor TensorFlow."""
+    if not _is_int(config.input_channel) or config.input_channel < 0:
+        raise _fail("INPUT_CHANNEL", config.input_channel, "must be a channel index 0, 1, 2, ...")
+    if not isinstance(config.output_ch_name, str) or not config.output_ch_name.strip():
+        raise _fail("OUTPUT_CH_NAME", config.output_ch_name, "must be a non-empty name")
+    if not isinstance(config.current_time_point, bool):
+        raise _fail("CURRENT_TIME_POINT", config.current_time_point, "must be True (active time point) or False (all)")
+    if not _is_int(config.time_point) or config.time_point < 0:
+        raise _fail("TIME_POINT", config.time_point, "must be a time point index 0, 1, 2, ...")
+    for name in ("FIRST_PLANE", "LAST_PLANE"):
+        value = getattr(config, name.lower())
+        if not _is_int(value) or value < -1:
+            raise _fail(name, value, "must be a 0-based plane index, or -1 for " + ("bottom" if name == "FIRST_PLANE" else "top"))
+    if config.first_plane != -1 and config.last_plane != -1 and config.first_plane > config.last_plane:
+        raise ConfigError(f"FIRST_PLANE (--first-plane) = {config.first_plane} is above LAST_PLANE "
+                          f"(--last-plane) = {config.last_plane}: FIRST_PLANE must be <= LAST_PLANE")
+    _check_percentiles(config.norm_percentiles)
+    if config.normalize not in NORMALIZE_MODES:
+        raise _fail("NORMALIZE", config.normalize, "valid: 'plane' or 'stack'")
+    for name in ("PROB_THRESH", "NMS_THRESH"):
+        value = getattr(config, name.lower())
+        if value is not None and not (_is_number(value) and 0 < value < 1):
+            raise _fail(name, value, "must be between 0 and 1 (exclusive), or None for the model's own")
+    if config.n_tiles is not None and not (
+            isinstance(config.n_tiles, (tuple, list)) and len(config.n_tiles) == 2
+            and all(_is_int(n) and n >= 1 for n in config.n_tiles)):
+        raise _fail("N_TILES", config.n_tiles, "must be None (one tile) or two whole numbers >= 1, e.g. (2, 2)")
+    if not _is_number(config.scale) or not 0.1 <= config.scale <= 10:
+        raise _fail("SCALE", config.scale, "must be a number from 0.1 to 10 (1.0 = no resizing)")
+    if config.label_dtype not in LABEL_DTYPES:
+        raise _fail("LABEL_DTYPE", config.label_dtype, "valid: " + ", ".join(LABEL_DTYPES))
+    _check_files(config)
+    check_model(config)
+
+
+def _check_percentiles(value: Any) -> None:
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value)
+          and 0 <= value[0] < value[1] <= 100)
+    if not ok:
+        raise _fail("NORM_PERCENTILES", value, "must be two numbers LOW < HIGH within 0-100, e.g. (1, 99.8)")
+
+
+def _check_files(config: Config) -> None:
+    if config.input_path is None:
+        return
+    source, target = Path(config.input_path), Path(config.output_path)
+    if not source.is_file():
+        raise _fail("INPUT", str(source), "no such file; give a TIFF stack (.tif, .tiff, .ome.tif)")
+    if source.resolve() == target.resolve():
+        raise _fail("OUTPUT", str(target), "is the input file; the input is never modified, choose another name")
+    if target.suffix.lower() not in (".tif", ".tiff"):
+        raise _fail("OUTPUT", str(target), "must end in .tif or .tiff (an OME-TIFF is written)")
+    if not target.parent.is_dir():
+        raise _fail("OUTPUT", str(target), f"folder {target.parent} does not exist")
+    if target.exists() and not config.overwrite:
+        raise _fail("OUTPUT", str(target), "exists already; choose another name or set OVERWRITE (--overwrite)")
+
+
+def check_model(config: Config) -> None:
+    """The model folder exists and holds a 2D, single-channel StarDist model."""
+    models_dir, name = config.models_dir, config.model_name
+    if not isinstance(name, str) or not name:
+        raise _fail("MODEL_NAME", name, "must be a model folder name or a registered StarDist name")
+    if not models_dir.is_dir():
+        raise _fail("MODEL2D_PATH", str(models_dir), "is not a folder; give the folder that holds your model folders")
+    folder = models_dir / name
+    if not folder.is_dir():
+        if name in REGISTERED_MODELS:
+            return  # fetched or taken from StarDist's cache at load time
+        present = sorted(p.name for p in models_dir.iterdir() if (p / "config.json").is_file())
+        raise _fail("MODEL_NAME", name, f"no model folder {folder}; put the model folder (config.json + "
+                    f"weights .h5) there, or choose one of: {', '.join(present + list(REGISTERED_MODELS))}")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise _fail("MODEL_NAME", name, f"{folder} has no config.json; is it a StarDist model folder?")
+    if not any(folder.glob("*.h5")):
+        raise _fail("MODEL_NAME", name, f"{folder} has no weights (.h5 file, e.g. weights_best.h5)")
+    try:
+        model_config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as error:
+        raise _fail("MODEL_NAME", name, f"{config_file} is not readable JSON ({error})") from None
+    if model_config.get("n_dim", 2) != 2:
+        raise _fail("MODEL_NAME", name, f"is a {model_config.get('n_dim')}D model; this plugin needs a StarDist 2D model")
+    n_in = model_config.get("n_channel_in", 1)
+    if n_in != 1:
+        raise _fail("MODEL_NAME", name, f"expects {n_in} input channels but one channel (INPUT_CHANNEL) is given; "
+                    "use a single-channel model such as 2D_versatile_fluo")
+
+
+# ------------------------------------------------------------- checks on the data
+def check_against_dataset(config: Config, info) -> None:
+    """Settings that depend on the image set: channel, time point, planes, pixel type."""
+    where = f" in {info.source}" if info.source else ""
+    if config.input_channel >= info.size_c:
+        raise _fail("INPUT_CHANNEL", config.input_channel,
+                    f"out of range: the image{where} has {info.size_c} channel(s) (valid: 0-{info.size_c - 1})")
+    if config.current_time_point and info.active_time_point >= info.size_t:
+        raise _fail("TIME_POINT", info.active_time_point,
+                    f"out of range: the image{where} has {info.size_t} time point(s) (valid: 0-{info.size_t - 1})")
+    first, last = resolve_plane_range(config.first_plane, config.last_plane, info.size_z)
+    for name, value in (("FIRST_PLANE", config.first_plane), ("LAST_PLANE", config.last_plane)):
+        if value >= info.size_z:
+            raise _fail(name, value, f"beyond the stack: the image{where} has {info.size_z} Z plane(s) "
+                        f"(valid: 0-{info.size_z - 1}, or -1)")
+    if first > last:
+        raise ConfigError(f"FIRST_PLANE (--first-plane) = {config.first_plane} is above LAST_PLANE "
+                          f"(--last-plane) = {config.last_plane} (resolved: {first} > {last})")
+    target = output_dtype(info.dtype, config.label_dtype)
+    if not np.can_cast(info.dtype, target, "safe"):
+        raise _fail("LABEL_DTYPE", config.label_dtype,
+                    f"cannot hold the input's {np.dtype(info.dtype).name} values unchanged; use 'auto'")

@@ -1,0 +1,107 @@
+"""The narrow interface every host implements, and what is derived from it once.
+
+A host is where planes come from and where labels go: the arivis Vision4D
+application, or a TIFF file for headless runs and tests. The pipeline talks only to
+this interface; a host knows nothing of StarDist. Adding a host (napari, OME-Zarr,
+...) means one new module beside this one.
+
+Axes are always named in the user's words: ``time_point`` (t), ``z`` (plane),
+``channel`` (c); a plane is a ``(Y, X)`` array.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a run needs to know of the data before reading any plane.
+
+    ``dtype`` is the pixel type of the input channels; ``pixel_size_um`` is
+    ``(x, y, z)`` in micrometres, each ``None`` where unknown.
+    """
+
+    size_t: int
+    size_z: int
+    size_c: int
+    size_y: int
+    size_x: int
+    dtype: np.dtype
+    channel_names: tuple[str, ...]
+    pixel_size_um: tuple[float | None, float | None, float | None] = (None, None, None)
+    active_time_point: int = 0
+    source: str = ""               # shown in messages: a file path, an image set name
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        return (self.size_y, self.size_x)
+
+
+@dataclass(frozen=True)
+class Nucleus:
+    """One detected object in one plane, as hosts that store objects want it.
+
+    ``contour`` is ``(N, 2)`` float ``(y, x)`` vertices in plane pixel coordinates;
+    ``label`` is the ID it carries in the label channel.
+    """
+
+    label: int
+    contour: np.ndarray
+    probability: float = 1.0
+
+
+@dataclass
+class OutputTarget:
+    """Where a run's labels went, for the closing message."""
+
+    location: str
+    channel: int
+    complete: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Host(ABC):
+    """One image set seen through the six operations a run needs."""
+
+    @abstractmethod
+    def dataset_info(self) -> DatasetInfo:
+        """Sizes, pixel type, channel names, pixel size, active time point."""
+
+    @abstractmethod
+    def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
+        """One input plane, ``(Y, X)`` in the input's dtype. Never the whole stack."""
+
+    @abstractmethod
+    def add_channel(self, name: str, dtype: np.dtype) -> OutputTarget:
+        """Create the output channel ``name`` holding ``dtype`` labels; zero until written."""
+
+    @abstractmethod
+    def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:
+        """Write one ``(Y, X)`` label plane; once this returns, the plane survives a crash."""
+
+    def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
+        """Store one object per nucleus (hosts without an object store ignore this)."""
+
+    def report_progress(self, done: int, total: int) -> None:
+        """Tell the user how far the run is; called after every plane."""
+
+    def log(self, message: str) -> None:
+        """One line for the user: the console here, ``tqdm.write`` under a progress bar."""
+        print(message, flush=True)
+
+    def cancelled(self) -> bool:
+        """True when the user asked to stop; checked between planes."""
+        return False
+
+    def finish(self, completed: bool) -> OutputTarget:
+        """Close the output. ``completed`` is False for a stopped run, whose planes stay."""
+        raise NotImplementedError
+
+    # conveniences derived once from dataset_info(), as bioio's Reader does
+    def plane_count(self) -> int:
+        info = self.dataset_info()
+        return info.size_t * info.size_z
