@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .pipeline.label_ids import LABEL_ID_MODES
 from .pipeline.plan import LABEL_DTYPES, output_dtype, resolve_plane_range
 
 REGISTERED_MODELS = ("2D_versatile_fluo", "2D_versatile_he", "2D_paper_dsb2018", "2D_demo")
@@ -51,6 +52,10 @@ class Config:
     scale: float = 1.0
     label_dtype: str = "auto"
     overwrite: bool = False
+    label_ids: str = "per_plane"
+    link_iou: float = 0.3
+    write_objects: bool = True
+    gpu_memory_mb: int | None = None
     input_path: Path | None = None
     output_path: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -86,7 +91,8 @@ FLAGS = {  # constant -> flag, so messages can name both
     "NORM_PERCENTILES": "--percentiles", "NORMALIZE": "--normalize",
     "PROB_THRESH": "--prob-thresh", "NMS_THRESH": "--nms-thresh", "N_TILES": "--n-tiles",
     "SCALE": "--scale", "LABEL_DTYPE": "--label-dtype", "OVERWRITE": "--overwrite",
-    "INPUT": "--input", "OUTPUT": "--output",
+    "LABEL_IDS": "--label-ids", "LINK_IOU": "--link-iou", "WRITE_OBJECTS": "--objects/--no-objects",
+    "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output",
 }
 
 
@@ -129,6 +135,17 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--n-tiles", type=int, nargs=2, metavar=("Y", "X"), help="split each plane into Y x X tiles to save memory (default: one tile)")
     p.add_argument("--scale", type=float, help="resize planes by this factor before prediction, for nuclei larger or smaller than the model's (default 1.0)")
     p.add_argument("--label-dtype", choices=LABEL_DTYPES, help="output pixel type (default auto: the input type widened to at least uint16)")
+    p.add_argument("--label-ids", choices=LABEL_ID_MODES,
+                   help="per_plane: 1..n in each plane [default]; unique: no ID repeats in the run; "
+                        "track_t: an object keeps its ID over time; link_z: overlapping objects in "
+                        "neighbouring planes share one ID (3D objects)")
+    p.add_argument("--link-iou", type=float, help="overlap (IoU) that links objects for track_t / link_z (default 0.3)")
+    objects = p.add_mutually_exclusive_group()
+    objects.add_argument("--objects", dest="write_objects", action="store_const", const=True,
+                         help="also write one outline per nucleus (an ImageJ ROI zip beside a TIFF output) [default]")
+    objects.add_argument("--no-objects", dest="write_objects", action="store_const", const=False,
+                         help="write labels only")
+    p.add_argument("--gpu-memory-mb", type=int, help="cap on GPU memory TensorFlow may take (default: grow as needed)")
     p.add_argument("--overwrite", action="store_const", const=True, help="replace an existing output file")
     return p
 
@@ -207,6 +224,14 @@ def check_settings(config: Config) -> None:
         raise _fail("SCALE", config.scale, "must be a number from 0.1 to 10 (1.0 = no resizing)")
     if config.label_dtype not in LABEL_DTYPES:
         raise _fail("LABEL_DTYPE", config.label_dtype, "valid: " + ", ".join(LABEL_DTYPES))
+    if config.label_ids not in LABEL_ID_MODES:
+        raise _fail("LABEL_IDS", config.label_ids, "valid: " + ", ".join(LABEL_ID_MODES))
+    if not _is_number(config.link_iou) or not 0 < config.link_iou < 1:
+        raise _fail("LINK_IOU", config.link_iou, "must be between 0 and 1 (exclusive), e.g. 0.3")
+    if not isinstance(config.write_objects, bool):
+        raise _fail("WRITE_OBJECTS", config.write_objects, "must be True or False")
+    if config.gpu_memory_mb is not None and not (_is_int(config.gpu_memory_mb) and config.gpu_memory_mb > 0):
+        raise _fail("GPU_MEMORY_MB", config.gpu_memory_mb, "must be None (grow as needed) or megabytes > 0")
     _check_files(config)
     check_model(config)
 
@@ -283,7 +308,7 @@ def check_against_dataset(config: Config, info) -> None:
     if first > last:
         raise ConfigError(f"FIRST_PLANE (--first-plane) = {config.first_plane} is above LAST_PLANE "
                           f"(--last-plane) = {config.last_plane} (resolved: {first} > {last})")
-    target = output_dtype(info.dtype, config.label_dtype)
+    target = output_dtype(info.dtype, config.label_dtype, config.label_ids)
     if not np.can_cast(info.dtype, target, "safe"):
         raise _fail("LABEL_DTYPE", config.label_dtype,
                     f"cannot hold the input's {np.dtype(info.dtype).name} values unchanged; use 'auto'")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -76,8 +76,13 @@ class Host(ABC):
         """One input plane, ``(Y, X)`` in the input's dtype. Never the whole stack."""
 
     @abstractmethod
-    def add_channel(self, name: str, dtype: np.dtype) -> OutputTarget:
-        """Create the output channel ``name`` holding ``dtype`` labels; zero until written."""
+    def add_channel(self, name: str, dtype: np.dtype,
+                    description: Mapping[str, str] | None = None) -> OutputTarget:
+        """Create the output channel ``name`` holding ``dtype`` labels; zero until written.
+
+        ``description`` (run settings, model name, package versions) is recorded
+        with the output where the host can store it.
+        """
 
     @abstractmethod
     def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:

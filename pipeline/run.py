@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import Config, check_against_dataset
-from ..host_api.base import Host, OutputTarget
+from ..host_api.base import Host, Nucleus, OutputTarget
+from .gpu import configure_gpu
+from .label_ids import LabelNumbering
 from .model import load_model
 from .normalization import plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
@@ -46,7 +48,7 @@ def plan_for(config: Config, host: Host) -> Plan:
     check_against_dataset(config, info)
     time_points = (info.active_time_point,) if config.current_time_point else tuple(range(info.size_t))
     return make_plan(config.input_channel, time_points, config.first_plane, config.last_plane,
-                     info.size_z, info.dtype, config.label_dtype)
+                     info.size_z, info.dtype, config.label_dtype, config.label_ids)
 
 
 def run_record(config: Config, model_name: str) -> dict[str, str]:
@@ -69,12 +71,25 @@ def predict_kwargs(config: Config) -> dict:
                 scale=None if config.scale == 1 else config.scale, show_tile_progress=False)
 
 
+def nuclei_from(details: dict, run_ids: dict[int, int]) -> list[Nucleus]:
+    """One Nucleus per polygon still visible in the plane, carrying its run ID.
+
+    StarDist numbers label ``k`` after polygon ``k - 1``; a polygon fully covered by
+    its neighbours has no pixels left and is not reported.
+    """
+    coords, probs = details["coord"], details["prob"]
+    return [Nucleus(label=run_ids[k + 1], contour=np.asarray(coords[k]).T.astype(np.float32),
+                    probability=float(probs[k]))
+            for k in range(len(coords)) if k + 1 in run_ids]
+
+
 def run(config: Config, host: Host) -> RunSummary:
     """Segment every planned plane of ``host`` into a new label channel."""
     started = time.monotonic()
     plan = plan_for(config, host)
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
+    configure_gpu(config.gpu_memory_mb, host.log)
     model = load_model(config.models_dir, config.model_name)
     if config.normalize == "stack":
         mi, ma = stack_percentiles(lambda t, z: host.read_plane(plan.channel, t, z), steps,
@@ -85,6 +100,8 @@ def run(config: Config, host: Host) -> RunSummary:
         normalizer = plane_normalizer(*config.norm_percentiles)
     kwargs = predict_kwargs(config)
     limit = largest_label(plan.output_dtype)
+    numbering = LabelNumbering(config.label_ids, config.link_iou)
+    tag = f"{config.output_ch_name} ({config.model_name})"
 
     output = host.add_channel(config.output_ch_name, plan.output_dtype,
                               description=run_record(config, config.model_name))
@@ -96,13 +113,17 @@ def run(config: Config, host: Host) -> RunSummary:
                 host.log(f"Cancelled after {summary.planes_done} of {len(steps)} planes.")
                 break
             plane = host.read_plane(plan.channel, t, z)
-            labels, _ = model.predict_instances(normalizer(plane), **kwargs)
-            count = int(labels.max())
-            if count > limit:
+            labels, details = model.predict_instances(normalizer(plane), **kwargs)
+            labels, run_ids = numbering.renumber(t, z, labels)
+            count = len(run_ids)
+            if labels.max(initial=0) > limit:
                 raise LabelOverflowError(
-                    f"Plane t={t} z={z} has {count} nuclei, more than {np.dtype(plan.output_dtype).name} "
-                    f"labels hold ({limit}); set LABEL_DTYPE (--label-dtype) to uint32")
+                    f"Plane t={t} z={z} needs label {int(labels.max())}, more than "
+                    f"{np.dtype(plan.output_dtype).name} labels hold ({limit}); set LABEL_DTYPE "
+                    f"(--label-dtype) to {'uint32' if limit < 2 ** 32 - 1 else 'per_plane LABEL_IDS'}")
             host.write_plane(output.channel, t, z, labels.astype(plan.output_dtype, copy=False))
+            if config.write_objects:
+                host.add_objects(t, z, nuclei_from(details, run_ids), tag)
             summary.nuclei_per_plane[(t, z)] = count
             summary.planes_done += 1
             host.log(f"t={t} z={z}: {count} nuclei")
