@@ -17,6 +17,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
+class HostError(RuntimeError):
+    """The host cannot do what the run needs; the message is one line for the user."""
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a run needs to know of the data before reading any plane.
@@ -74,6 +78,9 @@ class Host(ABC):
     @abstractmethod
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
         """One input plane, ``(Y, X)`` in the input's dtype. Never the whole stack."""
+
+    def check_output(self, name: str) -> None:
+        """Fail early, before the model loads, if output ``name`` cannot be created."""
 
     @abstractmethod
     def add_channel(self, name: str, dtype: np.dtype,

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import DatasetInfo, Host, Nucleus, OutputTarget
+from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
 
 __all__ = ["Extent", "OperationHost", "ScriptEditorHost", "UnverifiedHostCall",
            "OutputChannelExists", "read_bounds", "nucleus_segment"]
@@ -33,11 +33,11 @@ __all__ = ["Extent", "OperationHost", "ScriptEditorHost", "UnverifiedHostCall",
 _HERE = "stardist_v4d/host_api/vision4d.py"
 
 
-class UnverifiedHostCall(NotImplementedError):
+class UnverifiedHostCall(HostError, NotImplementedError):
     """An arivis call no public script shows; implement it from the installed API help."""
 
 
-class OutputChannelExists(ValueError):
+class OutputChannelExists(HostError, ValueError):
     """The output channel exists already and OVERWRITE is not set."""
 
 
@@ -316,15 +316,19 @@ class ScriptEditorHost(Host):
                             self.dataset_info().plane_shape, "read_imageset_plane")
         return plane
 
+    def check_output(self, name: str) -> None:
+        """An existing channel ``name`` stops the run (before the model loads) unless OVERWRITE."""
+        if name in tuple(channel_names(self.imageset)) and not self.overwrite:
+            raise OutputChannelExists(
+                f"OUTPUT_CH_NAME = {name!r}: the image set has a channel of that name already; "
+                "choose another name or set OVERWRITE = True")
+
     def add_channel(self, name: str, dtype: np.dtype,
                     description: Mapping[str, str] | None = None) -> OutputTarget:
         """A new channel ``name``; an existing one is reused only with OVERWRITE."""
+        self.check_output(name)
         names = tuple(channel_names(self.imageset))
         if name in names:
-            if not self.overwrite:
-                raise OutputChannelExists(
-                    f"OUTPUT_CH_NAME = {name!r}: the image set has a channel of that name already; "
-                    "choose another name or set OVERWRITE = True")
             self._channel = names.index(name)
             self._notes.append(f"Channel {name!r} was overwritten; planes outside the selection "
                                "keep their earlier labels.")

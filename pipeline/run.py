@@ -89,6 +89,7 @@ def run(config: Config, host: Host) -> RunSummary:
     plan = plan_for(config, host)
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
+    host.check_output(config.output_ch_name)
     configure_gpu(config.gpu_memory_mb, host.log)
     model = load_model(config.models_dir, config.model_name)
     if config.normalize == "stack":

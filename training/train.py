@@ -63,6 +63,8 @@ class _EpochProgress:
     """Keras callback printing one line per epoch with losses and an ETA.
 
     Also keeps the history itself, so a run stopped with Ctrl-C still gets its plot.
+    The line is printed when the next epoch begins (or training ends): Keras runs its
+    progress bar callback last, so a line printed at epoch end would land inside the bar.
     """
 
     def __init__(self, epochs: int, log=print) -> None:
@@ -72,6 +74,12 @@ class _EpochProgress:
             def on_train_begin(cb, logs=None):
                 self.start = time.monotonic()
 
+            def on_epoch_begin(cb, epoch, logs=None):
+                self.flush()
+
+            def on_train_end(cb, logs=None):
+                self.flush()
+
             def on_epoch_end(cb, epoch, logs=None):
                 logs = logs or {}
                 for key in ("loss", "val_loss"):
@@ -79,14 +87,21 @@ class _EpochProgress:
                         self.history.setdefault(key, []).append(float(logs[key]))
                 elapsed = time.monotonic() - self.start
                 eta = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
-                self.log(f"epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
-                         f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
-                         f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
+                self.pending = (f"epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+                                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
+                                f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
 
         self.epochs, self.log = epochs, log
         self.history: dict[str, list[float]] = {}
+        self.pending = ""
         self.start = time.monotonic()
         self.callback = _Callback()
+
+    def flush(self) -> None:
+        """Print the last finished epoch's line, if not printed yet."""
+        if self.pending:
+            self.log(self.pending)
+            self.pending = ""
 
 
 def _tensorboard_available() -> bool:
@@ -140,11 +155,17 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
                     augmenter=Augmenter(settings.seed), seed=settings.seed)
     except KeyboardInterrupt:
         interrupted = True
+        log("")                   # end the progress bar's line
+        progress.flush()
         best = model_dir / "weights_best.h5"
         if not best.exists():
             raise
-        log(f"Interrupted: keeping the best weights so far ({best}).")
-        model.load_weights("weights_best.h5")
+        try:
+            model.load_weights("weights_best.h5")
+            log(f"Interrupted: keeping the best weights so far ({best}).")
+        except Exception:   # Ctrl-C while Keras was writing the file leaves it unreadable
+            model.keras_model.save_weights(str(best))
+            log(f"Interrupted while the best weights were being saved: keeping the current ones ({best}).")
 
     thresholds = dict(model.optimize_thresholds(x_val, y_val, optimize_kwargs={"verbose": 0}))
     (model_dir / "weights_now.h5").unlink(missing_ok=True)

@@ -1,0 +1,45 @@
+"""``python -m stardist_v4d <command> ...``: one entry point, one module per command.
+
+Each command module has ``main(argv) -> int`` and is imported only when chosen,
+so ``train --help`` never waits for TensorFlow.
+"""
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m stardist_v4d <command> [options]
+
+commands:
+  train   train a StarDist 2D model folder from image/mask TIFF pairs
+  run     segment nuclei with a model (not yet wired)
+
+'python -m stardist_v4d <command> --help' describes a command."""
+
+
+def _train(argv: list[str]) -> int:
+    from .training.cli import main
+    return main(argv)
+
+
+def _run(argv: list[str]) -> int:
+    # TODO(lead): wire the headless run command here, e.g. ``from .stardist_2d import main``.
+    print("error: 'run' is not yet wired", file=sys.stderr)
+    return 2
+
+
+COMMANDS = {"train": _train, "run": _run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command '{argv[0]}': choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

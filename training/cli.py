@@ -1,0 +1,133 @@
+"""``python -m stardist_v4d train``: train a StarDist 2D model folder from TIFF pairs.
+
+Everything that can be wrong with the arguments or the data is reported as one
+``error: ...`` line (exit code 2) before TensorFlow is imported, so a typo costs a
+second, not the half minute TensorFlow takes to load.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from pathlib import Path
+
+from .dataset import TrainingDataError, load_training_pairs
+
+GRID = 2                       # TrainSettings.grid is (2, 2)
+MODEL_FILES = ("config.json", "weights_best.h5", "weights_last.h5", "weights_now.h5",
+               "thresholds.json", "loss.png", "training.json")
+
+USAGE_EXAMPLE = """\
+Images and masks pair by name: image NAME.tif takes the mask NAME.tif or
+NAME_mask.tif / NAME_masks.tif / NAME_label.tif / NAME_labels.tif (.tif or .tiff)
+from --masks; --images and --masks may be the same folder. Images are 2D (Y, X)
+single-channel; masks are instance labels (0 background, one ID per nucleus).
+
+The model folder gets config.json, weights_best.h5, thresholds.json (optimized on
+the validation images), loss.png and training.json. Ctrl-C stops training and keeps
+the best weights so far.
+
+example:
+  python -m stardist_v4d train --images data/images --masks data/masks --out models/my_nuclei
+"""
+
+
+class _UsageError(Exception):
+    """A bad argument; reported like a data error (one line, exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``train`` argument parser; defaults are StarDist's standard 2D model (see TrainSettings)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stardist_v4d train", description=__doc__.splitlines()[0].split(": ", 1)[1],
+        epilog=USAGE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of image TIFFs")
+    parser.add_argument("--masks", type=Path, required=True, metavar="DIR", help="folder of label-mask TIFFs")
+    parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR",
+                        help="model folder to create (its name is the model name)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model files in an existing --out folder")
+    parser.add_argument("--epochs", type=int, default=40, help="default: %(default)s")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="default: %(default)s")
+    parser.add_argument("--patch-size", type=int, nargs=2, default=(256, 256), metavar=("Y", "X"),
+                        help="training patch in pixels, a multiple of 2^unet-depth x 2 (default: 256 256)")
+    parser.add_argument("--batch-size", type=int, default=4, help="default: %(default)s")
+    parser.add_argument("--n-rays", type=int, default=32, help="default: %(default)s")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="share of the pairs held out for validation and thresholds (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
+    advanced = parser.add_argument_group("architecture (advanced)")
+    advanced.add_argument("--unet-depth", type=int, default=3, help="U-Net levels (default: %(default)s)")
+    advanced.add_argument("--unet-filters", type=int, default=32,
+                          help="filters in the first U-Net level (default: %(default)s)")
+    return parser
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--steps-per-epoch", args.steps_per_epoch, 1),
+                             ("--batch-size", args.batch_size, 1), ("--n-rays", args.n_rays, 3),
+                             ("--unet-depth", args.unet_depth, 1), ("--unet-filters", args.unet_filters, 1)):
+        if value < low:
+            raise _UsageError(f"{flag} {value}: must be at least {low}")
+    if not 0 < args.val_fraction < 1:
+        raise _UsageError(f"--val-fraction {args.val_fraction:g}: must be between 0 and 1, e.g. 0.1")
+    div = 2 ** args.unet_depth * GRID
+    if any(s < div or s % div for s in args.patch_size):
+        y, x = (max(div, round(s / div) * div) for s in args.patch_size)
+        raise _UsageError(f"--patch-size {args.patch_size[0]} {args.patch_size[1]}: each side must be a "
+                          f"multiple of {div} (2^unet-depth x grid {GRID}), e.g. --patch-size {y} {x}")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"--out '{out}' is a file: give a folder for the model")
+    if out.exists() and not args.overwrite:
+        raise _UsageError(f"model folder '{out}' already exists: pass --overwrite to replace "
+                          "its model files, or choose another --out")
+
+
+def _clear_model_folder(out: Path) -> None:
+    """Remove the files a previous training left, and nothing else the user put there."""
+    import shutil
+
+    for name in MODEL_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "logs", ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``train`` subcommand; returns the exit code (2 for bad arguments or data)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:          # --help, or argparse's own usage errors
+        return int(exit_.code or 0)
+    args.out = args.out.expanduser().resolve()
+    log = functools.partial(print, flush=True)
+    try:
+        _check_arguments(args)
+        images, masks, names = load_training_pairs(args.images, args.masks, tuple(args.patch_size))
+    except (_UsageError, TrainingDataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    log(f"Found {len(names)} image/mask pairs with {sum(int(m.max()) for m in masks)} nuclei.")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # keep TensorFlow's start-up chatter out
+    from .train import TrainSettings, train_model           # loads TensorFlow only when training starts
+
+    settings = TrainSettings(
+        n_rays=args.n_rays, unet_n_depth=args.unet_depth, unet_n_filter_base=args.unet_filters,
+        patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, val_fraction=args.val_fraction, seed=args.seed)
+    if args.out.exists():
+        _clear_model_folder(args.out)
+    try:
+        result = train_model(images, masks, args.out, settings, log=log)
+    except KeyboardInterrupt:   # train_model keeps the best weights itself once an epoch has finished
+        saved = (args.out / "weights_best.h5").exists()
+        print("error: interrupted " + ("after training: thresholds.json or loss.png may be missing"
+                                       if saved else "before the first epoch finished; no model was saved"),
+              file=sys.stderr)
+        return 130
+    state = "stopped early (Ctrl-C), best weights kept" if result.interrupted else "finished"
+    log(f"Training {state} in {result.seconds / 60:.1f} min. Model folder: {result.model_dir}")
+    log(f"Loss plot: {result.model_dir / 'loss.png'}")
+    return 0
