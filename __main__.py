@@ -11,7 +11,7 @@ USAGE = """usage: python -m stardist_v4d <command> [options]
 
 commands:
   train   train a StarDist 2D model folder from image/mask TIFF pairs
-  run     segment nuclei with a model (not yet wired)
+  run     segment nuclei in a TIFF stack (the flags of stardist_2d.py; none = the demo)
 
 'python -m stardist_v4d <command> --help' describes a command."""
 
@@ -22,9 +22,8 @@ def _train(argv: list[str]) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    # TODO(lead): wire the headless run command here, e.g. ``from .stardist_2d import main``.
-    print("error: 'run' is not yet wired", file=sys.stderr)
-    return 2
+    from .stardist_2d import main
+    return main(argv)
 
 
 COMMANDS = {"train": _train, "run": _run}

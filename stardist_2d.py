@@ -20,18 +20,19 @@ NMS_THRESH = None              # None = the model's thresholds.json (else StarDi
 N_TILES = None                 # None = one tile; (2, 2) splits each plane to save memory
 SCALE = 1.0                    # resize factor for nuclei larger/smaller than the model's
 LABEL_DTYPE = "auto"           # "auto", "uint16", "uint32" or "float32"
-OVERWRITE = False              # replace an existing output
+LABEL_IDS = "per_plane"        # "per_plane", "unique", "track_t" (over time) or "link_z" (3D objects)
+LINK_IOU = 0.3                 # overlap that links objects for track_t / link_z
+WRITE_OBJECTS = True           # also store one outline per nucleus (arivis objects / ImageJ ROIs)
+GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed; else a cap in MB
+OVERWRITE = False              # replace an existing output (file or channel)
 # ---------------------------------------------------------------------------
 
-import os
 import sys
-
-DEMO_DIR = "demo_output"
 
 
 def user_settings() -> dict:
     """The settings block above, as ``{NAME: value}``."""
-    return {name: value for name, value in globals().items() if name.isupper() and name != "DEMO_DIR"}
+    return {name: value for name, value in globals().items() if name.isupper()}
 
 
 def run(config, host):
@@ -40,54 +41,31 @@ def run(config, host):
     return run_pipeline(config, host)
 
 
-def _headless(argv: list[str]) -> int:
-    from stardist_v4d.config import ConfigError, build_config
-    from stardist_v4d.pipeline.model import ModelError
-    from stardist_v4d.pipeline.run import LabelOverflowError
-
+def main(argv=None) -> int:
+    """Inside arivis if its modules import, else headless on TIFF (or the demo)."""
     try:
-        config = build_config(user_settings(), argv)
-        if config.is_demo:
-            config = _demo_config(config)
-        from stardist_v4d.host_api.tiff import TiffHost
-        host = TiffHost(config.input_path, config.output_path, overwrite=config.overwrite,
-                        time_point=config.time_point)
-        summary = run(config, host)
-    except (ConfigError, ModelError, LabelOverflowError, OSError, ValueError) as error:
-        if os.environ.get("STARDIST_V4D_DEBUG"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("Interrupted: planes written so far are kept (see the line above).", file=sys.stderr)
-        return 130
-    return 0 if summary.completed else 1
-
-
-def _demo_config(config):
-    """The embedded demo: a generated stack in ./demo_output, replacing earlier demo output."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from stardist_v4d.demo.demo_stack import make_demo_stack
-
-    folder = Path.cwd() / DEMO_DIR
-    folder.mkdir(exist_ok=True)
-    stack = make_demo_stack(folder / "demo_stack.ome.tif")
-    print(f"Demo: segmenting {stack} (nuclei in channel 0, all time points)")
-    return replace(config, input_path=stack, output_path=folder / "demo_stack_stardist.ome.tif",
-                   current_time_point=False, overwrite=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Pick the host and run. Headless on TIFF for now."""
-    return _headless(sys.argv[1:] if argv is None else list(argv))
-
-
-if __name__ == "__main__":
-    try:
-        import stardist_v4d  # noqa: F401
+        from stardist_v4d.launch import main as launch
     except ImportError:
-        sys.exit("error: the stardist-v4d package is not installed in this Python; "
-                 "run `pip install -e .` in the project folder (see README.md)")
-    sys.exit(main())
+        print("error: the stardist-v4d package is not installed in this Python environment; "
+              "run `pip install -e .` in the project folder (see README.md)", file=sys.stderr)
+        return 2
+    return launch(user_settings(), argv)
+
+
+def _inside_arivis() -> bool:
+    """Whether arivis' Python modules import here (asked only when this file is run)."""
+    try:
+        from stardist_v4d.launch import detect_route
+    except ImportError:
+        return False
+    return detect_route() != "headless"
+
+
+# Run when executed, never when imported: a real import always has ``__spec__``, while
+# the host may set neither ``__name__`` nor ``__file__`` when it executes this file.
+if globals().get("__name__") == "__main__":
+    _exit_code = main()
+    if not _inside_arivis():          # never end the host application's interpreter
+        sys.exit(_exit_code)
+elif globals().get("__spec__") is None and _inside_arivis():
+    main([])

@@ -38,13 +38,13 @@ class RoiSidecar:
         self.partial_path.unlink(missing_ok=True)
 
     def append(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
-        """Outlines of one plane; positions are 1-based as ImageJ counts."""
+        """Outlines of one plane (roifile takes 0-based C, Z, T and stores ImageJ's 1-based)."""
         rois, names = [], []
         for nucleus in nuclei:
             xy = nucleus.contour[:, ::-1]            # (y, x) rows -> ImageJ's (x, y)
             name = f"t{time_point:04d}-z{z:04d}-{nucleus.label:06d}"
             rois.append(roifile.ImagejRoi.frompoints(
-                xy, name=name, c=self.label_channel + 1, z=z + 1, t=time_point + 1))
+                xy, name=name, c=self.label_channel, z=z, t=time_point))
             names.append(name)
         if rois:
             roifile.roiwrite(self.partial_path, rois, name=names, mode="a")

@@ -189,7 +189,8 @@ def test_cancelled_run_keeps_completed_planes_in_partial_file(tmp_path, models_d
     partial = Path(str(target) + ".partial")
     assert not summary.completed and summary.planes_done == 2
     assert not target.exists() and partial.exists()
-    assert str(partial) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Cancelled after 2 of 4 planes." in printed and str(partial) in printed
     out = read_tzcyx(partial)
     for z in range(2):
         np.testing.assert_array_equal(out[0, z, 1], expected_labels(model, stack[z]))
@@ -207,3 +208,31 @@ def test_label_channel_is_named_and_pixel_sizes_kept(tmp_path, models_dir):
     info = TiffHost(config.output_path, tmp_path / "unused.tif", show_progress=False).dataset_info()
     assert info.channel_names == ("DAPI", "GFP", "Nuclei labels")
     assert info.pixel_size_um[:2] == pytest.approx((0.25, 0.25))
+
+
+def test_unique_ids_never_repeat_and_each_nucleus_has_one_imagej_roi(tmp_path, models_dir):
+    import roifile
+    stack = nuclei_stack((2, 2, SIZE, SIZE))
+    summary, out = segment(tmp_path, stack, "TZYX", models_dir, current_time_point=False,
+                           label_ids="unique")
+    assert out.dtype == np.uint32
+    labels = out[:, :, 1]
+    per_plane = [set(np.unique(labels[t, z])) - {0} for t in range(2) for z in range(2)]
+    assert sum(map(len, per_plane)) == len(set().union(*per_plane)) == summary.total_nuclei > 0
+    rois = roifile.roiread(tmp_path / "out_rois.zip")
+    assert len(rois) == summary.total_nuclei
+    from skimage.draw import polygon as fill_polygon
+    for roi in rois:
+        label = int(roi.name.rsplit("-", 1)[1])
+        t, z = roi.t_position - 1, roi.z_position - 1
+        assert roi.c_position == 2 and label in labels[t, z]
+        x, y = roi.coordinates().T
+        inside = np.zeros((SIZE, SIZE), bool)
+        inside[fill_polygon(y, x, (SIZE, SIZE))] = True
+        own = labels[t, z] == label
+        assert inside[own].mean() > 0.9       # StarDist drew this label from this polygon
+
+
+def test_no_objects_setting_writes_labels_only(tmp_path, models_dir):
+    segment(tmp_path, nuclei_stack((1, SIZE, SIZE)), "ZYX", models_dir, write_objects=False)
+    assert not (tmp_path / "out_rois.zip").exists()
