@@ -11,6 +11,7 @@ USAGE = """usage: python -m stardist_v4d <command> [options]
 
 commands:
   train   train a StarDist 2D model folder from image/mask TIFF pairs
+  eval    score a model on real nuclei images with ground truth (AP and F1 at IoU 0.5)
   run     segment nuclei in a TIFF stack (the flags of stardist_2d.py; none = the demo)
 
 'python -m stardist_v4d <command> --help' describes a command."""
@@ -26,7 +27,12 @@ def _run(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"train": _train, "run": _run}
+def _eval(argv: list[str]) -> int:
+    from .training.evaluate import main
+    return main(argv)
+
+
+COMMANDS = {"train": _train, "run": _run, "eval": _eval}
 
 
 def main(argv: list[str] | None = None) -> int:
