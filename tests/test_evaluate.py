@@ -1,0 +1,42 @@
+"""The eval command's arithmetic: StarDist's matching, per image and pooled."""
+from __future__ import annotations
+
+import numpy as np
+
+from stardist_v4d.training.evaluate import Score, pooled, report, score_model
+
+
+class EchoModel:
+    """Stands in for a model: 'predicts' a given label image, to check the scoring."""
+
+    def __init__(self, answers):
+        self.answers = iter(answers)
+
+    def predict_instances(self, image, **kwargs):
+        return next(self.answers), {}
+
+
+def disks(centres, size=64, radius=5):
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.uint16)
+    for i, (y, x) in enumerate(centres, start=1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2] = i
+    return labels
+
+
+def test_perfect_and_partial_predictions_score_as_stardist_counts_them():
+    truth_a, truth_b = disks([(10, 10), (30, 30), (50, 50)]), disks([(15, 40)])
+    guess_a = disks([(10, 10), (30, 30)])                # one missed
+    guess_b = disks([(15, 40), (50, 10)])                # one false positive
+    image = np.random.default_rng(0).random((64, 64))
+    scores = score_model(EchoModel([guess_a, guess_b]), [("a", image, truth_a), ("b", image, truth_b)])
+    assert (scores[0].tp, scores[0].fp, scores[0].fn) == (2, 0, 1)
+    assert (scores[1].tp, scores[1].fp, scores[1].fn) == (1, 1, 0)
+    total = pooled(scores)
+    assert (total.tp, total.fp, total.fn) == (3, 1, 1)
+    assert total.ap == 3 / 5 and total.f1 == 6 / 8
+    assert "pooled" in report(scores) and "0.600" in report(scores)
+
+
+def test_empty_score_is_zero_not_an_error():
+    assert Score("none", 0, 0, 0, 0, 0).ap == 0.0
