@@ -114,8 +114,12 @@ def _tensorboard_available() -> bool:
 
 def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Path,
                 settings: TrainSettings = TrainSettings(), log=print,
-                validation: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> TrainResult:
+                validation: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+                start_weights: Path | None = None) -> TrainResult:
     """Train on raw ``(Y, X)`` images and instance masks; write a model folder.
+
+    ``start_weights`` (an ``.h5`` of the same architecture) continues training from an
+    earlier model instead of from random weights.
 
     ``validation`` gives a separate validation set; otherwise ``settings.val_fraction``
     of the images are held out. The folder gets ``config.json``, ``weights_best.h5``,
@@ -145,6 +149,9 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         **settings.extra_config,
     )
     model = StarDist2D(config, name=model_dir.name, basedir=str(model_dir.parent))
+    if start_weights is not None:
+        model.keras_model.load_weights(str(start_weights))
+        log(f"Continuing from {start_weights}.")
     model.prepare_for_training()
     progress = _EpochProgress(settings.epochs, log)
     model.callbacks.append(progress.callback)

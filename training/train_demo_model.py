@@ -2,6 +2,12 @@
 
     python -m stardist_v4d.training.train_demo_model [--out models/demo] [--epochs 40]
 
+The shipped model v1 is two stages, each seeded (see models/demo/README.md):
+
+    python -m stardist_v4d.training.train_demo_model --out runs/demo_v0
+    python -m stardist_v4d.training.train_demo_model --out runs/demo_v1 \
+        --continue-from runs/demo_v0/weights_best.h5 --epochs 30 --learning-rate 1.5e-4 --data-seed 2027
+
 Checkpoints and thresholds are chosen on generated validation images only; the real
 evaluation images are scored once afterwards (``bench/evaluate_model.py``).
 """
@@ -24,15 +30,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--n-train", type=int, default=400)
     parser.add_argument("--n-val", type=int, default=40)
+    parser.add_argument("--continue-from", type=Path, help="weights (.h5) of an earlier stage to start from")
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--data-seed", type=int, default=TRAIN_SEED,
+                        help="seed of the generated training images (a new seed = new images)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    images, masks = synthetic_dataset(args.n_train, shape=(300, 300), seed=TRAIN_SEED)
+    images, masks = synthetic_dataset(args.n_train, shape=(300, 300), seed=args.data_seed)
     val_images, val_masks = synthetic_dataset(args.n_val, shape=(256, 256), seed=VAL_SEED)
     print(f"Generated {len(images)} + {len(val_images)} images in {time.monotonic() - started:.0f} s")
-    settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=TRAIN_SEED,
+    settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.data_seed,
+                             learning_rate=args.learning_rate,
                              extra_config={"train_reduce_lr": {"factor": 0.5, "patience": 6, "min_delta": 0}})
-    result = train_model(images, masks, args.out, settings, validation=(val_images, val_masks))
+    result = train_model(images, masks, args.out, settings, validation=(val_images, val_masks),
+                         start_weights=args.continue_from)
     (args.out / "weights_last.h5").unlink(missing_ok=True)   # ship one weights file
     print(f"Done in {result.seconds / 60:.1f} min: {args.out}")
 
