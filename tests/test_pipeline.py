@@ -210,6 +210,15 @@ def test_label_channel_is_named_and_pixel_sizes_kept(tmp_path, models_dir):
     assert info.pixel_size_um[:2] == pytest.approx((0.25, 0.25))
 
 
+def test_run_settings_model_and_versions_are_recorded_in_the_output(tmp_path, models_dir):
+    from importlib.metadata import version
+    from stardist_v4d.host_api.tiff import read_run_description
+    segment(tmp_path, nuclei_stack((1, SIZE, SIZE)), "ZYX", models_dir, prob_thresh=0.6)
+    record = read_run_description(tmp_path / "out.ome.tif")
+    assert record["model"] == "tiny" and record["setting.prob_thresh"] == "0.6"
+    assert record["version.stardist"] == version("stardist")
+
+
 def test_unique_ids_never_repeat_and_each_nucleus_has_one_imagej_roi(tmp_path, models_dir):
     import roifile
     stack = nuclei_stack((2, 2, SIZE, SIZE))
