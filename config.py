@@ -48,7 +48,7 @@ class Config:
     normalize: str = "plane"
     prob_thresh: float | None = None
     nms_thresh: float | None = None
-    n_tiles: tuple[int, int] | None = None
+    n_tiles: tuple[int, int] | str | None = "auto"
     scale: float = 1.0
     label_dtype: str = "auto"
     overwrite: bool = False
@@ -56,6 +56,9 @@ class Config:
     link_iou: float = 0.3
     write_objects: bool = True
     gpu_memory_mb: int | None = None
+    workers: int | None = None
+    plane_memory_mb: int = 2048
+    block_overlap: int = 128
     input_path: Path | None = None
     output_path: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -93,6 +96,7 @@ FLAGS = {  # constant -> flag, so messages can name both
     "SCALE": "--scale", "LABEL_DTYPE": "--label-dtype", "OVERWRITE": "--overwrite",
     "LABEL_IDS": "--label-ids", "LINK_IOU": "--link-iou", "WRITE_OBJECTS": "--objects/--no-objects",
     "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output",
+    "WORKERS": "--workers", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
 }
 
 
@@ -132,7 +136,9 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "so empty planes do not turn noise into nuclei (default plane)")
     p.add_argument("--prob-thresh", type=float, help="object probability threshold in (0, 1) (default: the model's)")
     p.add_argument("--nms-thresh", type=float, help="overlap threshold in (0, 1) for non-maximum suppression (default: the model's)")
-    p.add_argument("--n-tiles", type=int, nargs=2, metavar=("Y", "X"), help="split each plane into Y x X tiles to save memory (default: one tile)")
+    p.add_argument("--n-tiles", type=_tiles_word, nargs="+", metavar="N",
+                   help="'auto': tiles only when a plane's CNN would exceed --plane-memory-mb [default]; "
+                        "'none': one tile; Y X: split each plane into Y x X tiles")
     p.add_argument("--scale", type=float, help="resize planes by this factor before prediction, for nuclei larger or smaller than the model's (default 1.0)")
     p.add_argument("--label-dtype", choices=LABEL_DTYPES, help="output pixel type (default auto: the input type widened to at least uint16)")
     p.add_argument("--label-ids", choices=LABEL_ID_MODES,
@@ -146,8 +152,29 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     objects.add_argument("--no-objects", dest="write_objects", action="store_const", const=False,
                          help="write labels only")
     p.add_argument("--gpu-memory-mb", type=int, help="cap on GPU memory TensorFlow may take (default: grow as needed)")
+    p.add_argument("--workers", type=int, help="worker processes for normalization and NMS beside the CNN "
+                   "(default: one per core, for runs big enough to repay their ~1 s start; 0: none)")
+    p.add_argument("--plane-memory-mb", type=int, help="memory one plane's prediction may take; bigger planes "
+                   f"are tiled, huge ones predicted in blocks (default {defaults.plane_memory_mb})")
+    p.add_argument("--block-overlap", type=int, help="overlap of blocks for huge planes, in pixels; must exceed "
+                   f"the largest nucleus' size (default {defaults.block_overlap})")
     p.add_argument("--overwrite", action="store_const", const=True, help="replace an existing output file")
     return p
+
+
+def _tiles_word(text: str) -> int | str:
+    """``--n-tiles`` words: whole numbers stay numbers, 'auto'/'none' stay words."""
+    try:
+        return int(text)
+    except ValueError:
+        return text.lower()
+
+
+def _tiles_from_flag(words: list) -> tuple[int, int] | str | None | list:
+    """``['auto']`` -> 'auto', ``['none']`` -> None, numbers as given (checked later)."""
+    if len(words) == 1 and words[0] in ("auto", "none"):
+        return None if words[0] == "none" else "auto"
+    return words
 
 
 def build_config(constants: Mapping[str, Any], argv: Sequence[str] | None = None) -> Config:
@@ -162,6 +189,8 @@ def build_config(constants: Mapping[str, Any], argv: Sequence[str] | None = None
     if argv is not None:
         args = build_parser(config).parse_args(list(argv))
         overrides = {k: v for k, v in vars(args).items() if v is not None}
+        if "n_tiles" in overrides:
+            overrides["n_tiles"] = _tiles_from_flag(overrides["n_tiles"])
         if "input" in overrides:
             overrides["input_path"] = overrides.pop("input")
         if "output" in overrides:
@@ -216,10 +245,10 @@ def check_settings(config: Config) -> None:
         value = getattr(config, name.lower())
         if value is not None and not (_is_number(value) and 0 < value < 1):
             raise _fail(name, value, "must be between 0 and 1 (exclusive), or None for the model's own")
-    if config.n_tiles is not None and not (
+    if config.n_tiles is not None and config.n_tiles != "auto" and not (
             isinstance(config.n_tiles, (tuple, list)) and len(config.n_tiles) == 2
             and all(_is_int(n) and n >= 1 for n in config.n_tiles)):
-        raise _fail("N_TILES", config.n_tiles, "must be None (one tile) or two whole numbers >= 1, e.g. (2, 2)")
+        raise _fail("N_TILES", config.n_tiles, "must be None (one tile) or two whole numbers >= 1, e.g. (2, 2), or \"auto\"")
     if not _is_number(config.scale) or not 0.1 <= config.scale <= 10:
         raise _fail("SCALE", config.scale, "must be a number from 0.1 to 10 (1.0 = no resizing)")
     if config.label_dtype not in LABEL_DTYPES:
@@ -232,6 +261,12 @@ def check_settings(config: Config) -> None:
         raise _fail("WRITE_OBJECTS", config.write_objects, "must be True or False")
     if config.gpu_memory_mb is not None and not (_is_int(config.gpu_memory_mb) and config.gpu_memory_mb > 0):
         raise _fail("GPU_MEMORY_MB", config.gpu_memory_mb, "must be None (grow as needed) or megabytes > 0")
+    if config.workers is not None and not (_is_int(config.workers) and config.workers >= 0):
+        raise _fail("WORKERS", config.workers, "must be None (one per core), 0 (none) or a number of worker processes")
+    if not (_is_int(config.plane_memory_mb) and config.plane_memory_mb >= 64):
+        raise _fail("PLANE_MEMORY_MB", config.plane_memory_mb, "must be whole megabytes >= 64, e.g. 2048")
+    if not (_is_int(config.block_overlap) and config.block_overlap >= 16):
+        raise _fail("BLOCK_OVERLAP", config.block_overlap, "must be whole pixels >= 16, above the largest nucleus' size, e.g. 128")
     _check_files(config)
     check_model(config)
 

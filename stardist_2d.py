@@ -17,13 +17,16 @@ NORM_PERCENTILES = (1, 99.8)   # percentile normalization, low and high
 NORMALIZE = "plane"            # "plane": percentiles per plane; "stack": one pair for the selection
 PROB_THRESH = None             # None = the model's thresholds.json (else StarDist's 0.5)
 NMS_THRESH = None              # None = the model's thresholds.json (else StarDist's 0.4)
-N_TILES = None                 # None = one tile; (2, 2) splits each plane to save memory
+N_TILES = "auto"               # "auto": tiles only if a plane exceeds PLANE_MEMORY_MB; None = one; (2, 2)
 SCALE = 1.0                    # resize factor for nuclei larger/smaller than the model's
 LABEL_DTYPE = "auto"           # "auto", "uint16", "uint32" or "float32"
 LABEL_IDS = "per_plane"        # "per_plane", "unique", "track_t" (over time) or "link_z" (3D objects)
 LINK_IOU = 0.3                 # overlap that links objects for track_t / link_z
 WRITE_OBJECTS = True           # also store one outline per nucleus (arivis objects / ImageJ ROIs)
 GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed; else a cap in MB
+WORKERS = None                 # processes for normalization + NMS beside the CNN; None = one per core, 0 = none
+PLANE_MEMORY_MB = 2048         # memory one plane's prediction may take; bigger planes are tiled or cut in blocks
+BLOCK_OVERLAP = 128            # huge planes only: block overlap in pixels, above the largest nucleus' size
 OVERWRITE = False              # replace an existing output (file or channel)
 # ---------------------------------------------------------------------------
 

@@ -109,6 +109,10 @@ class Host(ABC):
         """True when the user asked to stop; checked between planes."""
         return False
 
+    def allows_worker_processes(self) -> bool:
+        """Whether the run may start worker processes (not inside a host application)."""
+        return True
+
     def finish(self, completed: bool) -> OutputTarget:
         """Close the output. ``completed`` is False for a stopped run, whose planes stay."""
         raise NotImplementedError

@@ -217,6 +217,9 @@ class OperationHost(Host):
             self._percent = percent
             self.context.notify_progress(percent)
 
+    def allows_worker_processes(self) -> bool:   # an embedded interpreter: no spawning
+        return False
+
     def cancelled(self) -> bool:
         return _host_cancel_requested()
 
@@ -355,6 +358,9 @@ class ScriptEditorHost(Host):
         if percent // 10 > self._shown:
             self._shown = percent // 10
             self.log(f"Progress: {percent}% ({done} of {total} planes)")
+
+    def allows_worker_processes(self) -> bool:   # an embedded interpreter: no spawning
+        return False
 
     def cancelled(self) -> bool:
         return _host_cancel_requested()

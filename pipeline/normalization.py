@@ -7,6 +7,7 @@ percentiles from a sample of planes, so memory stays at a few planes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -17,9 +18,42 @@ SAMPLE_PLANES = 16
 SAMPLE_PIXELS = 4_000_000
 
 
+@dataclass(frozen=True)
+class PlaneNormalizer:
+    """Each plane stretched by its own percentiles: ``normalize(plane, low, high)``.
+
+    A class, not a lambda, so worker processes can be sent one (pickled).
+    """
+
+    low: float
+    high: float
+
+    def __call__(self, plane: np.ndarray) -> np.ndarray:
+        return normalize(plane, self.low, self.high)
+
+    def limits(self, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mi``/``ma`` as ``normalize`` computes them, for block-wise ``normalize_mi_ma``."""
+        return (np.percentile(plane, self.low, keepdims=True),
+                np.percentile(plane, self.high, keepdims=True))
+
+
+@dataclass(frozen=True)
+class StackNormalizer:
+    """Every plane stretched by the same ``mi``/``ma``."""
+
+    mi: float
+    ma: float
+
+    def __call__(self, plane: np.ndarray) -> np.ndarray:
+        return normalize_mi_ma(plane.astype(np.float32, copy=False), self.mi, self.ma)
+
+    def limits(self, plane: np.ndarray) -> tuple[float, float]:
+        return self.mi, self.ma
+
+
 def plane_normalizer(low: float, high: float) -> Normalizer:
     """Each plane stretched by its own percentiles: ``normalize(plane, low, high)``."""
-    return lambda plane: normalize(plane, low, high)
+    return PlaneNormalizer(low, high)
 
 
 def sample_steps(steps: Sequence[tuple[int, int]], n: int = SAMPLE_PLANES) -> list[tuple[int, int]]:
@@ -46,4 +80,4 @@ def stack_percentiles(read_plane: Callable[[int, int], np.ndarray],
 
 def stack_normalizer(mi: float, ma: float) -> Normalizer:
     """Every plane stretched by the same ``mi``/``ma``."""
-    return lambda plane: normalize_mi_ma(plane.astype(np.float32, copy=False), mi, ma)
+    return StackNormalizer(mi, ma)

@@ -3,22 +3,30 @@
 The pipeline sees a ``Host`` and a ``Config`` only: it imports neither tifffile nor
 any host module, nor argparse. A stopped run (cancel, Ctrl-C, an error) still closes
 the output through ``host.finish(False)``, so every plane written before stays.
+Planes stream through ``stream.py`` (sequential, or pipelined with worker
+processes), so memory holds a few planes whatever the stack's length; label
+numbering and writes happen here, in plane order.
 """
 from __future__ import annotations
 
 import platform
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 from ..config import Config, check_against_dataset
 from ..host_api.base import Host, Nucleus, OutputTarget
+from . import stream
 from .gpu import configure_gpu
 from .label_ids import LabelNumbering
 from .model import load_model
 from .normalization import plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
+from .predict import predict_sparse, use_compiled_cnn
+from .tiling import auto_tiles, needs_blocks, predict_blocks
+from .workers import PendingPool, check_not_bootstrapping, start_pool
 
 
 class LabelOverflowError(RuntimeError):
@@ -64,11 +72,59 @@ def run_record(config: Config, model_name: str) -> dict[str, str]:
     return record
 
 
-def predict_kwargs(config: Config) -> dict:
-    """The keyword arguments of ``predict_instances`` the settings decide."""
-    return dict(prob_thresh=config.prob_thresh, nms_thresh=config.nms_thresh,
-                n_tiles=None if config.n_tiles is None else tuple(config.n_tiles),
+def predict_kwargs(config: Config, n_tiles: tuple[int, int] | None = None) -> dict:
+    """The keyword arguments of ``predict_instances`` the settings decide.
+
+    ``n_tiles`` is the plane's tiling when N_TILES is "auto" (see ``tiles_for``).
+    """
+    if config.n_tiles != "auto":
+        n_tiles = None if config.n_tiles is None else tuple(config.n_tiles)
+    return dict(prob_thresh=config.prob_thresh, nms_thresh=config.nms_thresh, n_tiles=n_tiles,
                 scale=None if config.scale == 1 else config.scale, show_tile_progress=False)
+
+
+def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] | None:
+    """N_TILES "auto": the fewest tiles that keep the CNN within PLANE_MEMORY_MB."""
+    if config.n_tiles != "auto":
+        return None if config.n_tiles is None else tuple(config.n_tiles)
+    scaled = tuple(round(s * config.scale) for s in shape)
+    if auto_tiles(scaled, model.config, config.plane_memory_mb) is None:
+        return None        # fits whole: no need to ask the model for its tile context
+    overlap = max(model._axes_tile_overlap("YX"))
+    return auto_tiles(scaled, model.config, config.plane_memory_mb, overlap)
+
+
+def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
+                 pending: PendingPool | None) -> Iterator[tuple[int, int, np.ndarray, dict]]:
+    """``(t, z, labels, details)`` per step: whole, tiled or in blocks; with or without workers."""
+    steps, info, stop = plan.steps, host.dataset_info(), host.cancelled
+    read = lambda t, z: host.read_plane(plan.channel, t, z)  # noqa: E731
+    kwargs = predict_kwargs(config)
+    prob_thresh, nms_thresh, scale = kwargs["prob_thresh"], kwargs["nms_thresh"], kwargs["scale"]
+    if uses_blocks(config, info.plane_shape):
+        host.log(f"Planes of {info.size_y} x {info.size_x} exceed PLANE_MEMORY_MB "
+                 f"({config.plane_memory_mb}): predicting each in blocks, one after another.")
+        segment = lambda plane: predict_blocks(  # noqa: E731
+            model, plane, normalizer, prob_thresh, nms_thresh, scale, config.plane_memory_mb,
+            config.block_overlap, host.log)
+        yield from stream.sequential(steps, read, segment, stop)
+        return
+    n_tiles = tiles_for(config, model, info.plane_shape)
+    if config.n_tiles == "auto" and n_tiles is not None:
+        host.log(f"Planes of {info.size_y} x {info.size_x}: {n_tiles[0]} x {n_tiles[1]} tiles "
+                 f"to stay within PLANE_MEMORY_MB ({config.plane_memory_mb}).")
+    cnn = lambda image: predict_sparse(model, image, prob_thresh, nms_thresh, n_tiles, scale)  # noqa: E731
+    pool = None if pending is None else pending.ready(host.log)
+    if pool is None:
+        yield from stream.sequential(steps, read, stream.in_process(normalizer, cnn), stop)
+        return
+    host.log(f"{pending.n_workers} worker process(es) normalize and post-process beside the CNN.")
+    yield from stream.pipelined(steps, read, normalizer, cnn, pool, stop, depth=pending.n_workers + 2)
+
+
+def uses_blocks(config: Config, shape: tuple[int, int]) -> bool:
+    """Planes too big for PLANE_MEMORY_MB even when tiled go through ``predict_instances_big``."""
+    return needs_blocks(shape, config.plane_memory_mb / max(1.0, config.scale) ** 2)
 
 
 def nuclei_from(details: dict, run_ids: dict[int, int]) -> list[Nucleus]:
@@ -85,13 +141,29 @@ def nuclei_from(details: dict, run_ids: dict[int, int]) -> list[Nucleus]:
 
 def run(config: Config, host: Host) -> RunSummary:
     """Segment every planned plane of ``host`` into a new label channel."""
+    check_not_bootstrapping()
     started = time.monotonic()
     plan = plan_for(config, host)
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
     host.check_output(config.output_ch_name)
+    info = host.dataset_info()
+    pending = None if uses_blocks(config, info.plane_shape) else start_pool(
+        config.workers, len(steps), info.size_y * info.size_x, host.allows_worker_processes(), host.log)
+    try:
+        return _segment(config, host, plan, summary, pending, started)
+    finally:
+        if pending is not None:
+            pending.shutdown()
+
+
+def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
+             pending: PendingPool | None, started: float) -> RunSummary:
+    """Load the model, then stream, number and write every plane (``run``'s body)."""
+    steps = plan.steps
     configure_gpu(config.gpu_memory_mb, host.log)
     model = load_model(config.models_dir, config.model_name)
+    use_compiled_cnn(model)
     if config.normalize == "stack":
         mi, ma = stack_percentiles(lambda t, z: host.read_plane(plan.channel, t, z), steps,
                                    *config.norm_percentiles)
@@ -99,7 +171,6 @@ def run(config: Config, host: Host) -> RunSummary:
         normalizer = stack_normalizer(mi, ma)
     else:
         normalizer = plane_normalizer(*config.norm_percentiles)
-    kwargs = predict_kwargs(config)
     limit = largest_label(plan.output_dtype)
     numbering = LabelNumbering(config.label_ids, config.link_iou)
     tag = f"{config.output_ch_name} ({config.model_name})"
@@ -108,13 +179,11 @@ def run(config: Config, host: Host) -> RunSummary:
                               description=run_record(config, config.model_name))
     summary.output_channel = output.channel
     completed = False
+    planes = plane_stream(config, host, plan, model, normalizer, pending)
     try:
-        for t, z in steps:
+        for t, z, labels, details in planes:
             if host.cancelled():
-                host.log(f"Cancelled after {summary.planes_done} of {len(steps)} planes.")
                 break
-            plane = host.read_plane(plan.channel, t, z)
-            labels, details = model.predict_instances(normalizer(plane), **kwargs)
             labels, run_ids = numbering.renumber(t, z, labels)
             count = len(run_ids)
             if labels.max(initial=0) > limit:
@@ -129,9 +198,11 @@ def run(config: Config, host: Host) -> RunSummary:
             summary.planes_done += 1
             host.log(f"t={t} z={z}: {count} nuclei")
             host.report_progress(summary.planes_done, len(steps))
-        else:
-            completed = True
+        completed = summary.planes_done == len(steps)
+        if not completed:
+            host.log(f"Cancelled after {summary.planes_done} of {len(steps)} planes.")
     finally:
+        planes.close()
         summary.completed = completed
         summary.output = host.finish(completed)
         summary.seconds = time.monotonic() - started

@@ -1,0 +1,75 @@
+"""The benchmark's printout: every number the README's performance section quotes."""
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import tifffile
+
+
+def labels_of(path) -> np.ndarray:
+    """(Z, Y, X) label planes of an output: the last channel of a TZCYX file, or a .npy-style memmap."""
+    with tifffile.TiffFile(path) as tif:
+        data = tif.series[0].asarray()
+    return data[:, -1] if data.ndim == 4 else data
+
+
+def same_objects(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+    """Planes with identical labels, and the lowest per-plane F1 at IoU 0.9."""
+    from stardist.matching import matching
+    identical = sum(np.array_equal(x, y) for x, y in zip(a, b))
+    return identical, min(matching(x, y, thresh=0.9).f1 for x, y in zip(a, b))
+
+
+def machine() -> str:
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+    from stardist_v4d.pipeline.workers import cores
+    return f"{model}, {cores()} cores, {platform.system()}"
+
+
+def report(args, results: dict, outputs: dict, loop_rate) -> None:
+    stages, single = results["stages"], results["single"]
+    base_rates = [loop_rate(r["written"]) for r in results["baseline"]]
+    our_rates = [loop_rate(r["written"]) for r in results["ours"]]
+    rate_base, rate_ours = float(np.median(base_rates)), float(np.median(our_rates))
+    base, ours = results["baseline"][-1], results["ours"][-1]
+    base_peak, our_peak = results["baseline_memory"]["peak_mb"], results["ours_memory"]["peak_mb"]
+    identical, f1 = same_objects(labels_of(outputs["baseline"]), labels_of(outputs["ours"]))
+    n = len(base["written"])
+    io = stages["stages"]["read"] + stages["stages"]["write"]
+    core_s = single["cnn"] + single["post"] + single["normalize"] + io
+    ceiling = stages["gpu"]["workers"] / core_s
+    s = stages["stages"]
+    total = sum(s.values())
+    gpu = stages["gpu"]
+    print(f"machine: {machine()}")
+    print(f"stack: {n} planes of {args.size} x {args.size}, nuclei per plane "
+          f"{min(stages['nuclei'])}-{max(stages['nuclei'])} (model {args.model})")
+    print(f"baseline (seed loop): {rate_base:.3f} planes/s ({1 / rate_base:.3f} s/plane); "
+          f"rounds: {', '.join(f'{r:.3f}' for r in base_rates)}")
+    print(f"ours (run, {args.workers} workers): {rate_ours:.3f} planes/s ({1 / rate_ours:.3f} s/plane); "
+          f"rounds: {', '.join(f'{r:.3f}' for r in our_rates)}; start-up (TF, model, pool) "
+          f"{ours['startup_s']:.1f} s")
+    print(f"ratio ours/baseline: {rate_ours / rate_base:.3f}x (medians; per round: "
+          f"{', '.join(f'{o / b:.2f}' for o, b in zip(our_rates, base_rates))})")
+    print(f"ceiling: {core_s:.3f} core-s/plane (CNN {single['cnn']:.3f}, post {single['post']:.3f}, "
+          f"normalize {single['normalize']:.3f}, I/O {io:.3f}; one thread each) / {gpu['workers']} cores "
+          f"= {ceiling:.3f} planes/s = {ceiling / rate_base:.3f}x baseline; ours reach "
+          f"{rate_ours / ceiling:.0%} of it")
+    print(f"same objects: {identical}/{n} planes identical, lowest F1 at IoU 0.9 = {f1:.4f}")
+    print(f"peak anonymous memory: baseline {base_peak:.0f} MB, ours {our_peak:.0f} MB "
+          f"(incl. {args.workers} workers; sampled in separate, untimed runs)")
+    print("time shares, sequential (s/plane): " + ", ".join(
+        f"{k} {v:.3f} ({v / total:.0%})" for k, v in s.items()))
+    print(f"CNN: {stages['gflop']:.1f} GFLOP/plane; compiled call {s['cnn']:.3f} s -> "
+          f"{stages['gflop'] / s['cnn']:.0f} GFLOP/s, keras predict {stages['keras_cnn_s']:.3f} s -> "
+          f"{stages['gflop'] / stages['keras_cnn_s']:.0f} GFLOP/s, one thread {single['cnn']:.3f} s; "
+          f"numpy sgemm {stages['sgemm']:.0f} GFLOP/s")
+    print(f"GPU regime (post-processing only, {gpu['payload_mb']:.1f} MB payload/plane): sequential "
+          f"{gpu['sequential']:.2f} planes/s, one worker {gpu['one_worker']:.2f}, "
+          f"{gpu['workers']} workers {gpu['pool']:.2f} = {gpu['pool'] / gpu['sequential']:.2f}x sequential, "
+          f"{gpu['pool'] / (gpu['workers'] * gpu['one_worker']):.0%} of {gpu['workers']} x one worker")

@@ -1,0 +1,97 @@
+"""One plane's prediction in two halves: the CNN here, the instances anywhere.
+
+Why split: ``predict_instances`` is a CNN call (TensorFlow, every core) followed by
+non-maximum suppression and label rendering (``stardist.nms``/``stardist.geometry``,
+no TensorFlow). Between the two sits a small sparse payload (the candidates above
+``prob_thresh``), so the second half can run in a worker process while the CNN
+predicts the next plane. Both halves replay stardist 0.9.2 step by step
+(``_predict_instances_generator``: zoom, ``predict_sparse``; then
+``StarDist2D._instances_from_prediction``), so their labels equal
+``predict_instances``' exactly; tests/test_performance.py holds them to it.
+This module imports neither TensorFlow nor ``stardist.models`` at import time:
+worker processes import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SparsePrediction:
+    """What the CNN half hands to the instances half: candidates and how to judge them."""
+
+    prob: np.ndarray                 # (n,) probability of each candidate
+    dist: np.ndarray                 # (n, n_rays) ray lengths, in the scaled plane's pixels
+    points: np.ndarray               # (n, 2) candidate centres (y, x), scaled plane
+    shape: tuple[int, int]           # label image shape: the plane's, before scaling
+    nms_thresh: float
+    scale: float | None = None       # the plane was zoomed by this before the CNN
+
+    @property
+    def nbytes(self) -> int:
+        return self.prob.nbytes + self.dist.nbytes + self.points.nbytes
+
+
+def predict_sparse(model, image: np.ndarray, prob_thresh: float | None = None,
+                   nms_thresh: float | None = None, n_tiles: tuple[int, int] | None = None,
+                   scale: float | None = None) -> SparsePrediction:
+    """The CNN half of ``model.predict_instances(image, ...)`` on a normalized plane."""
+    from scipy import ndimage as ndi
+
+    prob_thresh = model.thresholds.prob if prob_thresh is None else prob_thresh
+    nms_thresh = model.thresholds.nms if nms_thresh is None else nms_thresh
+    shape = tuple(image.shape)
+    if scale is not None:
+        image = ndi.zoom(image, (scale, scale), order=1)
+    prob, dist, points = model.predict_sparse(image, prob_thresh=prob_thresh, n_tiles=n_tiles,
+                                              show_tile_progress=False)
+    return SparsePrediction(prob, dist, points, shape, float(nms_thresh), scale)
+
+
+def instances(sparse: SparsePrediction) -> tuple[np.ndarray, dict]:
+    """The NMS-and-rendering half: ``(labels, details)`` as ``predict_instances`` returns."""
+    from stardist.geometry import dist_to_coord, polygons_to_label
+    from stardist.nms import non_maximum_suppression_sparse
+
+    points, prob, dist, _ = non_maximum_suppression_sparse(
+        sparse.dist, sparse.prob, sparse.points, nms_thresh=sparse.nms_thresh, verbose=False)
+    rescale = (1, 1)
+    if sparse.scale is not None:
+        rescale = (1 / sparse.scale, 1 / sparse.scale)
+        points = points * np.array(rescale).reshape(1, 2)
+    labels = polygons_to_label(dist, points, prob=prob, shape=sparse.shape, scale_dist=rescale)
+    coord = dist_to_coord(dist, points, scale_dist=rescale)
+    return labels, dict(coord=coord, points=points, prob=prob)
+
+
+class CompiledCNN:
+    """Stand-in for a model's ``keras_model`` whose ``predict`` is one traced ``tf.function``.
+
+    Why: Keras 3's ``predict`` builds a data pipeline on every call, ~0.1 s per
+    1024 x 1024 plane here; the traced call runs the same graph with the same
+    kernels (its outputs are checked bit for bit against ``predict`` in the tests).
+    Everything else (``layers``, ``input_shape`` ...) is the wrapped model's.
+    """
+
+    def __init__(self, keras_model) -> None:
+        import tensorflow as tf
+
+        self._model = keras_model
+        channels = keras_model.input_shape[-1]
+        signature = [tf.TensorSpec((None, None, None, channels), tf.float32)]
+        self._call = tf.function(lambda x: keras_model([x], training=False),
+                                 input_signature=signature)
+
+    def predict(self, x: np.ndarray, **_ignored) -> list[np.ndarray]:
+        return [np.asarray(y) for y in self._call(np.asarray(x, dtype=np.float32))]
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+def use_compiled_cnn(model) -> None:
+    """Route ``model``'s CNN calls (``predict_instances`` too) through a ``CompiledCNN``."""
+    if not isinstance(model.keras_model, CompiledCNN):
+        model.keras_model = CompiledCNN(model.keras_model)

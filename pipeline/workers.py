@@ -1,0 +1,154 @@
+"""Worker processes for everything but the CNN: normalization, NMS, label rendering.
+
+Why processes: NMS and rendering hold the GIL for long stretches and StarDist's NMS
+parallelizes poorly; one single-threaded process per core does more work per second
+than one process on every core. Why *spawn*: forking a process after TensorFlow and
+OpenMP started their threads is unsafe. Workers set ``OMP_NUM_THREADS=1`` before
+StarDist's C libraries load and never import TensorFlow, so each costs ~0.7 s and
+~80 MB to start. Where processes cannot be started (inside the host application, or
+an embedded interpreter without a usable ``python``) the run stays sequential and
+says so in one line; it never fails because of this.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+from .predict import SparsePrediction, instances
+
+#: Worker start-up is ~1 s; below this many plane pixels in a run, no pool is started
+#: (8 planes of 1024 x 1024 save ~1 s on two cores), unless WORKERS asks for one.
+MIN_PIXELS_FOR_POOL = 8 * 1024 * 1024
+#: How long a fresh pool may take to answer before the run gives up on it.
+START_TIMEOUT_S = 60.0
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: Workers run at lower priority so the CNN keeps every core it can use: its threads
+#: advance in lock step, and a worker taking one core from them made the CNN ~2x
+#: slower while wasting the other core; niced, workers fill the CNN's idle gaps and
+#: run at full speed when it waits for them. 1.03 -> 1.10 planes/s here (2 cores).
+#: Not 19: against other busy programs a worker still gets ~10 % of a core.
+WORKER_NICENESS = 0
+
+
+def cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                       # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _single_threaded() -> None:
+    """Pool initializer: one thread per worker, set before StarDist's OpenMP code loads.
+
+    Also a lower priority (``WORKER_NICENESS``). Ctrl+C is the main process' to handle
+    (it stops the run and keeps the planes written); workers ignore it instead of each
+    printing a traceback.
+    """
+    import signal
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):                      # not on Windows
+        os.nice(WORKER_NICENESS)
+
+
+def _ready() -> int:
+    """A no-op job that imports what real jobs need, so start-up happens up front."""
+    import stardist.geometry  # noqa: F401
+    import stardist.nms  # noqa: F401
+    return os.getpid()
+
+
+def normalize_job(normalizer: Callable[[np.ndarray], np.ndarray], plane: np.ndarray) -> np.ndarray:
+    """Normalize one plane in a worker (``normalizer`` must be picklable)."""
+    return normalizer(plane)
+
+
+def instances_job(sparse: SparsePrediction) -> tuple[np.ndarray, dict]:
+    """NMS and label rendering of one plane in a worker."""
+    return instances(sparse)
+
+
+class WorkerBootstrapError(RuntimeError):
+    """``run()`` was called while a worker process was starting (a script without a main guard)."""
+
+
+def check_not_bootstrapping() -> None:
+    """Stop a script without ``if __name__ == "__main__":`` from running again in each worker.
+
+    A spawned worker imports the script that started it; an unguarded ``run()`` call
+    there would segment the whole stack again. Raising here fails that worker's start
+    instead, and the real run falls back to segmenting sequentially.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise WorkerBootstrapError(
+            "run() was called while a worker process was starting: put the code that calls it "
+            "under `if __name__ == \"__main__\":`")
+
+
+def pool_refusal(wanted: int | None, n_planes: int, plane_pixels: int,
+                 allowed_by_host: bool) -> str | None:
+    """Why no pool is started for this run ("" = nothing worth saying), or None if one should be.
+
+    ``wanted`` is the WORKERS setting: None = one per core when the run is big enough
+    to repay the start-up, 0 = never, n = n workers whenever there are 2+ planes.
+    """
+    if wanted == 0 or n_planes < 2:
+        return ""
+    if wanted is None and (cores() < 2 or n_planes * plane_pixels < MIN_PIXELS_FOR_POOL):
+        return ""
+    if not allowed_by_host:
+        return "Worker processes are not available inside this application: segmenting sequentially."
+    if sys.platform == "win32" and not os.path.basename(sys.executable).lower().startswith("python"):
+        return f"Worker processes need a python executable, not {sys.executable}: segmenting sequentially."
+    return None
+
+
+class PendingPool:
+    """Worker processes starting in the background (while the model loads)."""
+
+    def __init__(self, n_workers: int) -> None:
+        import multiprocessing
+
+        self.n_workers = n_workers
+        self.executor = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_single_threaded)
+        self._warm: list[Future] = [self.executor.submit(_ready) for _ in range(n_workers)]
+
+    def ready(self, log: Callable[[str], None]) -> ProcessPoolExecutor | None:
+        """The started pool, or None (said in one line) if it could not start."""
+        try:
+            for future in self._warm:
+                future.result(timeout=START_TIMEOUT_S)
+        except Exception as error:               # any failure to start means: sequential
+            log(f"Worker processes could not start ({type(error).__name__}: {error}); segmenting "
+                "sequentially. A script that calls run() must do so under `if __name__ == \"__main__\":`.")
+            self.shutdown()
+            return None
+        return self.executor
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def start_pool(wanted: int | None, n_planes: int, plane_pixels: int, allowed_by_host: bool,
+               log: Callable[[str], None]) -> PendingPool | None:
+    """Begin starting the pool the WORKERS setting asks for, or say why not; never raises."""
+    refusal = pool_refusal(wanted, n_planes, plane_pixels, allowed_by_host)
+    if refusal is not None:
+        if refusal:
+            log(refusal)
+        return None
+    try:
+        return PendingPool(cores() if wanted is None else wanted)
+    except Exception as error:
+        log(f"Worker processes could not start ({type(error).__name__}: {error}); segmenting sequentially.")
+        return None
