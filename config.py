@@ -152,7 +152,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     objects.add_argument("--no-objects", dest="write_objects", action="store_const", const=False,
                          help="write labels only")
     p.add_argument("--gpu-memory-mb", type=int, help="cap on GPU memory TensorFlow may take (default: grow as needed)")
-    p.add_argument("--workers", type=int, help="worker processes for normalization and NMS beside the CNN "
+    p.add_argument("--workers", type=int, help="worker processes for NMS and label rendering beside the CNN "
                    "(default: one per core, for runs big enough to repay their ~1 s start; 0: none)")
     p.add_argument("--plane-memory-mb", type=int, help="memory one plane's prediction may take; bigger planes "
                    f"are tiled, huge ones predicted in blocks (default {defaults.plane_memory_mb})")

@@ -24,7 +24,7 @@ LABEL_IDS = "per_plane"        # "per_plane", "unique", "track_t" (over time) or
 LINK_IOU = 0.3                 # overlap that links objects for track_t / link_z
 WRITE_OBJECTS = True           # also store one outline per nucleus (arivis objects / ImageJ ROIs)
 GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed; else a cap in MB
-WORKERS = None                 # processes for normalization + NMS beside the CNN; None = one per core, 0 = none
+WORKERS = None                 # processes for NMS + label rendering beside the CNN; None = one per core, 0 = none
 PLANE_MEMORY_MB = 2048         # memory one plane's prediction may take; bigger planes are tiled or cut in blocks
 BLOCK_OVERLAP = 128            # huge planes only: block overlap in pixels, above the largest nucleus' size
 OVERWRITE = False              # replace an existing output (file or channel)

@@ -32,19 +32,16 @@ def _timed(action) -> float:
 
 
 def cnn_gflop(keras_model, shape: tuple[int, int]) -> float:
-    """Multiply-adds x 2 of every convolution for one ``shape`` plane."""
+    """2 x multiply-adds of every convolution for one ``shape`` plane (shapes from Keras)."""
     import keras
 
-    x = keras.Input(shape=(*shape, keras_model.input_shape[-1]))
-    probe = keras.Model(keras_model.inputs, [layer.output for layer in keras_model.layers
-                                             if isinstance(layer, keras.layers.Conv2D)])
-    flops = 0.0
     convs = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Conv2D)]
-    outputs = probe.compute_output_spec(x)
-    for layer, out in zip(convs, outputs if isinstance(outputs, list) else [outputs]):
+    probe = keras.Model(keras_model.inputs, [layer.output for layer in convs])
+    outputs = probe.compute_output_spec(keras.Input(shape=(*shape, keras_model.input_shape[-1])))
+    flops = 0.0
+    for layer, out in zip(convs, outputs):
         kh, kw = layer.kernel_size
-        c_in = layer.kernel.shape[2]
-        flops += 2 * kh * kw * c_in * layer.filters * out.shape[1] * out.shape[2]
+        flops += 2 * kh * kw * layer.kernel.shape[2] * layer.filters * out.shape[1] * out.shape[2]
     return flops / 1e9
 
 

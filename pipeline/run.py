@@ -118,7 +118,7 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
     if pool is None:
         yield from stream.sequential(steps, read, stream.in_process(normalizer, cnn), stop)
         return
-    host.log(f"{pending.n_workers} worker process(es) normalize and post-process beside the CNN.")
+    host.log(f"{pending.n_workers} worker process(es) post-process beside the CNN.")
     yield from stream.pipelined(steps, read, normalizer, cnn, pool, stop, depth=pending.n_workers + 2)
 
 

@@ -62,11 +62,18 @@ def auto_tiles(shape: tuple[int, int], model_config, budget_mb: float,
     return None if tiles == [1, 1] else (tiles[0], tiles[1])
 
 
-def block_size(budget_mb: float, min_overlap: int, context: int, grid: int = 16) -> int:
-    """Side of square blocks whose arrays (with context) fit in half the budget."""
-    side = int(math.sqrt(budget_mb * MB / 2 / PLANE_BYTES_PER_PIXEL)) - 2 * context
-    side = max(side, min_overlap + 2 * context + grid)
-    return side // grid * grid
+def block_size(shape: tuple[int, int], budget_mb: float, min_overlap: int, context: int,
+               grid: int = 16) -> int:
+    """Side of square blocks that fit half the budget (with context) and split the plane evenly.
+
+    Even: the fewest blocks per axis that fit, each as small as that count allows, so
+    a plane just over two blocks wide is not predicted as three full ones.
+    """
+    largest = int(math.sqrt(budget_mb * MB / 2 / PLANE_BYTES_PER_PIXEL)) - 2 * context
+    largest = max(largest // grid * grid, min_overlap + 2 * context + grid)
+    n = max(math.ceil((s - min_overlap) / (largest - min_overlap)) for s in shape)
+    side = math.ceil((max(shape) + (n - 1) * min_overlap) / n)
+    return min(largest, math.ceil(side / grid) * grid)
 
 
 def predict_blocks(model, plane: np.ndarray, normalizer, prob_thresh: float | None,
@@ -98,8 +105,8 @@ def predict_blocks(model, plane: np.ndarray, normalizer, prob_thresh: float | No
             return False
 
     context = max(model._axes_tile_overlap("YX"))
-    side = block_size(budget_mb, min_overlap, context)
-    n_tiles = auto_tiles((side + 2 * context,) * 2, model.config, budget_mb / 2, context)
+    side = block_size(plane.shape, budget_mb, min_overlap, context)
+    n_tiles = auto_tiles((side + 2 * context,) * 2, model.config, budget_mb, context)
     log(f"Plane {plane.shape[0]} x {plane.shape[1]}: blocks of {side} px, overlap {min_overlap} px, "
         f"context {context} px, tiles {n_tiles or (1, 1)} per block.")
     with tempfile.TemporaryFile() as file:
@@ -108,7 +115,8 @@ def predict_blocks(model, plane: np.ndarray, normalizer, prob_thresh: float | No
             with contextlib.redirect_stdout(io.StringIO()):     # it prints its block sizes
                 labels, details = model.predict_instances_big(
                     plane, axes="YX", block_size=side, min_overlap=min_overlap, context=context,
-                    labels_out=labels, show_progress=False, normalizer=BlockNormalizer(),
+                    labels_out=labels, show_progress=False, show_tile_progress=False,
+                    normalizer=BlockNormalizer(),
                     prob_thresh=prob_thresh, nms_thresh=nms_thresh, scale=scale, n_tiles=n_tiles)
         except RuntimeError as error:
             if "min_overlap" in str(error):

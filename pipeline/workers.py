@@ -1,11 +1,11 @@
-"""Worker processes for everything but the CNN: normalization, NMS, label rendering.
+"""Worker processes for the post-processing: NMS and label rendering.
 
-Why processes: NMS and rendering hold the GIL for long stretches and StarDist's NMS
+Why processes: the rendering is a Python loop (it holds the GIL) and StarDist's NMS
 parallelizes poorly; one single-threaded process per core does more work per second
 than one process on every core. Why *spawn*: forking a process after TensorFlow and
 OpenMP started their threads is unsafe. Workers set ``OMP_NUM_THREADS=1`` before
 StarDist's C libraries load and never import TensorFlow, so each costs ~0.7 s and
-~80 MB to start. Where processes cannot be started (inside the host application, or
+~100 MB to start. Where processes cannot be started (inside the host application, or
 an embedded interpreter without a usable ``python``) the run stays sequential and
 says so in one line; it never fails because of this.
 """
@@ -29,9 +29,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 #: Workers run at lower priority so the CNN keeps every core it can use: its threads
 #: advance in lock step, and a worker taking one core from them made the CNN ~2x
 #: slower while wasting the other core; niced, workers fill the CNN's idle gaps and
-#: run at full speed when it waits for them. 1.03 -> 1.10 planes/s here (2 cores).
-#: Not 19: against other busy programs a worker still gets ~10 % of a core.
-WORKER_NICENESS = 0
+#: run at full speed when it waits for them: 1.12 -> 1.19 planes/s here (2 cores,
+#: niceness 0 -> 10). Not 19 (1 % faster still): against other busy programs a
+#: worker at 10 still gets ~10 % of a core instead of ~1.5 %.
+WORKER_NICENESS = 10
 
 
 def cores() -> int:
@@ -63,11 +64,6 @@ def _ready() -> int:
     import stardist.geometry  # noqa: F401
     import stardist.nms  # noqa: F401
     return os.getpid()
-
-
-def normalize_job(normalizer: Callable[[np.ndarray], np.ndarray], plane: np.ndarray) -> np.ndarray:
-    """Normalize one plane in a worker (``normalizer`` must be picklable)."""
-    return normalizer(plane)
 
 
 def instances_job(sparse: SparsePrediction) -> tuple[np.ndarray, dict]:

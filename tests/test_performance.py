@@ -117,7 +117,7 @@ def test_host_without_processes_runs_sequentially_with_one_line(tmp_path, models
     printed = capsys.readouterr().out
     assert summary.completed
     assert printed.count("Worker processes are not available inside this application") == 1
-    assert "worker process(es) normalize" not in printed
+    assert "worker process(es) post-process" not in printed
 
 
 def test_auto_tiling_picks_more_tiles_for_bigger_planes():
@@ -227,3 +227,26 @@ def test_pool_is_started_only_where_it_pays_and_is_allowed():
     assert pool_refusal(0, 100, big, True) == ""                  # WORKERS = 0
     assert pool_refusal(2, 2, 64 * 64, True) is None              # asked for explicitly
     assert "not available inside this application" in pool_refusal(2, 100, big, False)
+
+
+UNGUARDED_SCRIPT = """
+from pathlib import Path
+from stardist_v4d.config import Config
+from stardist_v4d.host_api.tiff import TiffHost
+from stardist_v4d.pipeline.run import run
+folder = Path({folder!r})
+config = Config(model2d_path=Path({models!r}), model_name="tiny", input_path=folder / "in.ome.tif",
+                output_path=folder / "out.ome.tif", workers=2, write_objects=False)
+summary = run(config, TiffHost(config.input_path, config.output_path, show_progress=False))
+print("SUMMARY", summary.completed, summary.planes_done)
+"""
+
+
+def test_script_without_main_guard_falls_back_instead_of_rerunning_in_workers(tmp_path, models_dir):
+    write_ome(tmp_path / "in.ome.tif", nuclei_stack((1, 3, SIZE, SIZE)), "TZYX")
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT.format(folder=str(tmp_path), models=str(models_dir)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("SUMMARY True 3") == 1            # the workers did not run it again
+    assert "segmenting sequentially" in done.stdout and 'if __name__ == "__main__":' in done.stdout
