@@ -106,7 +106,7 @@ def predict_blocks(model, plane: np.ndarray, normalizer, prob_thresh: float | No
 
     context = max(model._axes_tile_overlap("YX"))
     side = block_size(plane.shape, budget_mb, min_overlap, context)
-    n_tiles = auto_tiles((side + 2 * context,) * 2, model.config, budget_mb, context)
+    n_tiles = auto_tiles((round((side + 2 * context) * (scale or 1)),) * 2, model.config, budget_mb, context)
     log(f"Plane {plane.shape[0]} x {plane.shape[1]}: blocks of {side} px, overlap {min_overlap} px, "
         f"context {context} px, tiles {n_tiles or (1, 1)} per block.")
     with tempfile.TemporaryFile() as file:

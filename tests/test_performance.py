@@ -129,6 +129,17 @@ def test_auto_tiling_picks_more_tiles_for_bigger_planes():
     assert needs_blocks((20000, 20000), 2048) and not needs_blocks((4000, 4000), 2048)
 
 
+@pytest.mark.parametrize("side", [5000, 8192, 20000])
+def test_blocks_split_a_plane_evenly_within_the_budget(side):
+    from stardist_v4d.pipeline.tiling import PLANE_BYTES_PER_PIXEL, block_size
+    budget_mb, overlap, context = 2048, 128, 94
+    block = block_size((side, side), budget_mb, overlap, context)
+    n = -(-(side - overlap) // (block - overlap))                  # blocks per axis
+    assert (block + 2 * context) ** 2 * PLANE_BYTES_PER_PIXEL <= budget_mb * 2 ** 20 / 2
+    assert n * block - (n - 1) * overlap >= side                       # they cover the plane
+    assert (n * (block + 2 * context)) ** 2 / side ** 2 < 1.4          # without a spare block
+
+
 def test_auto_tiled_labels_match_untiled_ones(model):
     from csbdeep.utils import normalize
     from stardist.matching import matching
