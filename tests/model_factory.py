@@ -31,3 +31,12 @@ def make_tiny_model(models_dir: Path, name: str = "tiny", n_rays: int = 8, seed:
         prob_thresh = float(np.quantile(prob, 0.98))
     (folder / "thresholds.json").write_text(json.dumps({"prob": prob_thresh, "nms": 0.3}))
     return folder
+
+
+def tiny_models_dir(tmp_path_factory, size: int) -> Path:
+    """A fresh models folder holding "tiny", thresholded on a synthetic ``size`` x ``size`` probe."""
+    from stardist_v4d.training.synthetic import synthetic_nuclei
+    folder = tmp_path_factory.mktemp("models")
+    probe, _ = synthetic_nuclei((size, size), np.random.default_rng(5))
+    make_tiny_model(folder, "tiny", probe=probe)
+    return folder

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_factory import make_tiny_model
+from model_factory import make_tiny_model, tiny_models_dir
 from stardist_v4d.config import Config
 from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.predict import instances, predict_sparse, use_compiled_cnn
@@ -30,10 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    probe, _ = synthetic_nuclei((SIZE, SIZE), np.random.default_rng(5))
-    make_tiny_model(folder, "tiny", probe=probe)
-    return folder
+    return tiny_models_dir(tmp_path_factory, SIZE)
 
 
 @pytest.fixture(scope="module")

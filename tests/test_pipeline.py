@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from model_factory import make_tiny_model
+from model_factory import make_tiny_model, tiny_models_dir
 from stardist_v4d.config import Config
 from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.run import run
@@ -24,10 +24,7 @@ SIZE = 64
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    probe, _ = synthetic_nuclei((SIZE, SIZE), np.random.default_rng(5))
-    make_tiny_model(folder, "tiny", probe=probe)
-    return folder
+    return tiny_models_dir(tmp_path_factory, SIZE)
 
 
 @pytest.fixture(scope="session")
