@@ -13,6 +13,13 @@ look like in general (see ``shared/docs/demo-model-notes.md``):
 - out-of-focus haze: large, dim, blurred blobs that are *not* nuclei;
 - uneven background, Poisson (shot) and Gaussian (read) noise.
 
+Two styles. ``NucleiStyle()`` (the v0 demo model's data) draws every image from one
+fixed look. ``RANDOMIZED`` is domain randomization: each image also draws its own look
+(outline irregularity, brightness spread with dim and G2 nuclei, flat/domed/rim-bright
+profiles, nucleoli, texture, seam, blur, gamma, background level, noise, and 8-bit
+storage with occasional saturation), because a model that has seen many looks of
+nuclei is more likely to treat an unseen microscope's look as one more of them.
+
 Everything is driven by a ``numpy.random.Generator`` so a seed reproduces an image.
 """
 from __future__ import annotations
@@ -38,22 +45,70 @@ class NucleiStyle:
     blur_sigma: tuple[float, float] = (0.6, 1.6)         # optical blur, pixels
     photons: tuple[float, float] = (30.0, 600.0)         # photons for an ordinary nucleus
     read_noise: tuple[float, float] = (0.5, 4.0)         # Gaussian noise, photon units
+    randomize: bool = False                              # per-image look (see RANDOMIZED)
+    axis_ratio: tuple[float, float] = (0.6, 1.0)         # minor/major axis of the ellipse
+    max_overlap: float = 0.15                            # share of a new nucleus on others
+
+
+@dataclass(frozen=True)
+class ImageLook:
+    """Per-image appearance drawn under domain randomization."""
+
+    wobble: float            # std of the low-order outline harmonics
+    radius_spread: float
+    brightness_spread: float
+    dim_share: float
+    g2_share: float
+    dome: float              # 0 flat interior .. 0.5 strongly domed
+    rim: float               # peripheral heterochromatin brightening
+    texture: float
+    texture_scale: float
+    nucleoli: float          # depth of dark nucleoli, 0 = none
+    seam: float              # brightness kept on the touching rim
+    blur: float
+    gamma: float
+    background: float
+    photons: float
+    eight_bit: float         # 0 = float image; else the gain of 8-bit storage (can saturate)
+
+
+def draw_look(rng: np.random.Generator) -> ImageLook:
+    """One image's look; ranges cover widefield and confocal nuclei stains in general."""
+    return ImageLook(
+        wobble=rng.uniform(0.01, 0.06),
+        radius_spread=rng.uniform(0.12, 0.4),
+        brightness_spread=rng.uniform(0.15, 0.6),
+        dim_share=rng.uniform(0.0, 0.15),
+        g2_share=rng.uniform(0.0, 0.3),
+        dome=rng.uniform(0.0, 0.5),
+        rim=rng.uniform(0.1, 0.4) if rng.random() < 0.3 else 0.0,
+        texture=rng.uniform(0.03, 0.3),
+        texture_scale=rng.uniform(0.7, 2.5),
+        nucleoli=rng.uniform(0.2, 0.5) if rng.random() < 0.4 else 0.0,
+        seam=rng.uniform(0.4, 1.0),
+        blur=rng.uniform(0.4, 2.2),
+        gamma=rng.uniform(0.7, 1.4),
+        background=rng.uniform(0.0, 0.35),
+        photons=float(np.exp(rng.uniform(np.log(15), np.log(2000)))),
+        eight_bit=rng.uniform(120, 400) if rng.random() < 0.5 else 0.0,
+    )
 
 
 def nucleus_outline(center: tuple[float, float], radius: float, rng: np.random.Generator,
-                    n_points: int = 48) -> np.ndarray:
+                    n_points: int = 48, axis_ratio: tuple[float, float] = (0.6, 1.0),
+                    wobble: float = 0.03, harmonics: tuple[int, ...] = (2, 3)) -> np.ndarray:
     """Smooth, nearly convex outline as (n_points, 2) array of (y, x) vertices.
 
-    An ellipse (axis ratio 0.6-1) with small low-order Fourier wobble: real nuclei
-    are rounded; wobbly outlines made an earlier demo model worse.
+    An ellipse with small low-order Fourier wobble: real nuclei are rounded; wobbly
+    outlines made an earlier demo model worse.
     """
     angles = np.linspace(0, 2 * np.pi, n_points, endpoint=False)
-    ratio = rng.uniform(0.6, 1.0)
+    ratio = rng.uniform(*axis_ratio)
     a, b = radius / np.sqrt(ratio), radius * np.sqrt(ratio)
     theta = rng.uniform(0, np.pi)
     r = a * b / np.sqrt((b * np.cos(angles)) ** 2 + (a * np.sin(angles)) ** 2)
-    for k in (2, 3):
-        r *= 1 + rng.normal(0, 0.03) * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
+    for k in harmonics:
+        r *= 1 + rng.normal(0, wobble) * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
     y = center[0] + r * np.sin(angles + theta)
     x = center[1] + r * np.cos(angles + theta)
     return np.stack([y, x], axis=1)
@@ -65,9 +120,14 @@ def _smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator
     return (field - field.mean()) / (field.std() + 1e-9)
 
 
-def _place_nuclei(shape: tuple[int, int], style: NucleiStyle, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, list[float]]:
+def _place_nuclei(shape: tuple[int, int], style: NucleiStyle, rng: np.random.Generator,
+                  look: ImageLook | None = None) -> tuple[np.ndarray, list[float]]:
     """Label image with nuclei placed freely or in touching clusters."""
+    outline_kwargs: dict = {}
+    radius_spread = style.radius_spread
+    if look is not None:
+        outline_kwargs = dict(axis_ratio=style.axis_ratio, wobble=look.wobble, harmonics=(2, 3, 4))
+        radius_spread = look.radius_spread
     height, width = shape
     labels = np.zeros(shape, np.int32)
     typical = np.exp(rng.uniform(*np.log(style.typical_radius)))
@@ -79,18 +139,18 @@ def _place_nuclei(shape: tuple[int, int], style: NucleiStyle, rng: np.random.Gen
     filled, attempts = 0, 0
     while filled < target_fill * labels.size and attempts < 4000:
         attempts += 1
-        radius = float(np.clip(typical * np.exp(rng.normal(0, style.radius_spread)), 2.5, 17))
+        radius = float(np.clip(typical * np.exp(rng.normal(0, radius_spread)), 2.5, 17))
         if rng.random() < cluster_share:
             c = cluster_centers[rng.integers(n_clusters)]
             center = c + rng.normal(0, 4 * typical, size=2)
         else:
             center = rng.uniform((-radius, -radius), (height + radius, width + radius))
-        outline = nucleus_outline(tuple(center), radius, rng)
+        outline = nucleus_outline(tuple(center), radius, rng, **outline_kwargs)
         rr, cc = draw_polygon(outline[:, 0], outline[:, 1], shape)
         if rr.size < 5:
             continue
         overlap = np.count_nonzero(labels[rr, cc]) / rr.size
-        if overlap > 0.15:          # touching and slightly squeezed, never piled up
+        if overlap > style.max_overlap:          # touching and slightly squeezed, never piled up
             continue
         free = labels[rr, cc] == 0
         label = len(radii) + 1
@@ -156,12 +216,76 @@ def render_nuclei(labels: np.ndarray, rng: np.random.Generator,
     return (noisy + offset).astype(np.float32)
 
 
+def _spots(mask: np.ndarray, n: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` Gaussian spots of peak ~1 at random pixels of ``mask`` (nucleoli)."""
+    spots = np.zeros(mask.shape)
+    where = np.flatnonzero(mask)
+    if n and where.size:
+        spots.flat[rng.choice(where, size=min(n, where.size), replace=False)] = 2 * np.pi * sigma ** 2
+    return np.clip(ndi.gaussian_filter(spots, sigma), 0, 1)
+
+
+def render_randomized(labels: np.ndarray, rng: np.random.Generator, look: ImageLook,
+                      style: NucleiStyle) -> np.ndarray:
+    """Fluorescence image for ``labels`` in one drawn ``look`` (float32, or 0-255 if 8-bit)."""
+    shape = labels.shape
+    n = int(labels.max())
+    brightness = np.exp(rng.normal(0, look.brightness_spread, size=n + 1))
+    brightness[rng.random(n + 1) < look.g2_share] *= 1.8                # twice the DNA, before division
+    dim = rng.random(n + 1) < look.dim_share
+    brightness[dim] *= rng.uniform(0.25, 0.5, size=int(dim.sum()))
+    mitotic = rng.random(n + 1) < rng.uniform(*style.mitotic_share)
+    brightness[mitotic] *= rng.uniform(3, 8, size=int(mitotic.sum()))
+    brightness[0] = 0.0
+    signal = brightness[labels]
+
+    inside = labels > 0
+    rim_pixels = find_boundaries(labels, mode="inner") & inside
+    dist = ndi.distance_transform_edt(inside & ~rim_pixels)
+    signal *= (1 - look.dome) + look.dome * np.tanh(dist / rng.uniform(2.0, 5.0))
+    if look.rim:
+        signal *= 1 + look.rim * np.exp(-dist / 1.5) * inside
+    signal *= np.clip(1 + look.texture * _smooth_noise(shape, look.texture_scale, rng), 0.2, None)
+    if look.nucleoli:
+        n_spots = int(n * rng.uniform(0.5, 2.0))
+        signal *= 1 - look.nucleoli * _spots(dist > 2, n_spots, rng.uniform(0.8, 1.8), rng)
+    signal[rim_pixels] *= look.seam
+
+    haze = np.zeros(shape)
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    for _ in range(int(rng.integers(0, 13))):
+        cy, cx, sigma = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(6, 20)
+        haze += rng.uniform(0.05, 0.5) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    background = look.background * np.clip(1 + 0.5 * _smooth_noise(shape, shape[0] / 4, rng), 0, None)
+
+    clean = np.clip(ndi.gaussian_filter(signal, look.blur) + haze + background, 0, None) ** look.gamma
+    noisy = rng.poisson(clean * look.photons).astype(np.float64)
+    noisy += rng.normal(0, rng.uniform(*style.read_noise), size=shape)
+    if look.eight_bit:            # stored as 8 bit: the brightest nuclei may saturate
+        scale = look.eight_bit / max(float(np.percentile(noisy, 99.9)), 1e-6)
+        return np.clip(np.round(noisy * scale), 0, 255).astype(np.float32)
+    return (noisy + rng.uniform(0, 100)).astype(np.float32)
+
+
 def synthetic_nuclei(shape: tuple[int, int], rng: np.random.Generator,
                      style: NucleiStyle = NucleiStyle()) -> tuple[np.ndarray, np.ndarray]:
     """One image and its labels: ``(Y, X) float32`` image, ``(Y, X) uint16`` labels."""
-    labels, _ = _place_nuclei(shape, style, rng)
-    image = render_nuclei(labels, rng, style)
+    if style.randomize:
+        look = draw_look(rng)
+        labels, _ = _place_nuclei(shape, style, rng, look)
+        image = render_randomized(labels, rng, look, style)
+    else:
+        labels, _ = _place_nuclei(shape, style, rng)
+        image = render_nuclei(labels, rng, style)
     return image, labels.astype(np.uint16)
+
+
+#: Domain-randomized style of the v2 demo model: wider sizes, shapes and density,
+#: and a per-image look (``draw_look``).
+RANDOMIZED = NucleiStyle(
+    typical_radius=(3.0, 14.0), fill_fraction=(0.05, 0.55), mitotic_share=(0.0, 0.05),
+    randomize=True, axis_ratio=(0.45, 1.0), max_overlap=0.25,
+)
 
 
 def synthetic_dataset(n_images: int, shape: tuple[int, int] = (256, 256), seed: int = 0,

@@ -2,11 +2,15 @@
 
     python -m stardist_v4d.training.train_demo_model [--out models/demo] [--epochs 40]
 
-The shipped model v1 is two stages, each seeded (see models/demo/README.md):
+Every demo model's exact commands are in docs/demo-model/README.md. v0 (one stage,
+the plain style):
 
-    python -m stardist_v4d.training.train_demo_model --out runs/demo_v0
-    python -m stardist_v4d.training.train_demo_model --out runs/demo_v1 \
-        --continue-from runs/demo_v0/weights_best.h5 --epochs 30 --learning-rate 1.5e-4 --data-seed 2027
+    python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --out runs/demo_v0
+
+v2 continues v0 on domain-randomized images (``synthetic.RANDOMIZED``):
+
+    python -m stardist_v4d.training.train_demo_model --out runs/demo_v2 \
+        --continue-from runs/demo_v0/weights_best.h5 --epochs 35 --data-seed 2028
 
 Checkpoints and thresholds are chosen on generated validation images only; the real
 evaluation images are scored once afterwards (``bench/evaluate_model.py``).
@@ -17,10 +21,11 @@ import argparse
 import time
 from pathlib import Path
 
-from .synthetic import synthetic_dataset
+from .synthetic import RANDOMIZED, NucleiStyle, synthetic_dataset
 from .train import TrainSettings, train_model
 
 TRAIN_SEED, VAL_SEED = 2026, 7
+STYLES = {"plain": NucleiStyle(), "randomized": RANDOMIZED}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--n-train", type=int, default=400)
+    parser.add_argument("--style", choices=sorted(STYLES), default="randomized",
+                        help="generator style of training and validation images (v0: plain)")
+    parser.add_argument("--n-train", type=int, default=800)
     parser.add_argument("--n-val", type=int, default=40)
     parser.add_argument("--continue-from", type=Path, help="weights (.h5) of an earlier stage to start from")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
@@ -37,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    images, masks = synthetic_dataset(args.n_train, shape=(300, 300), seed=args.data_seed)
-    val_images, val_masks = synthetic_dataset(args.n_val, shape=(256, 256), seed=VAL_SEED)
+    style = STYLES[args.style]
+    images, masks = synthetic_dataset(args.n_train, shape=(300, 300), seed=args.data_seed, style=style)
+    val_images, val_masks = synthetic_dataset(args.n_val, shape=(256, 256), seed=VAL_SEED, style=style)
     print(f"Generated {len(images)} + {len(val_images)} images in {time.monotonic() - started:.0f} s")
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.data_seed,
                              learning_rate=args.learning_rate,

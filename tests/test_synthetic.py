@@ -1,0 +1,60 @@
+"""The training-data generator: exact labels, seeded, and the randomized looks it promises."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from stardist_v4d.training.synthetic import RANDOMIZED, NucleiStyle, draw_look, synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def randomized():
+    return synthetic_dataset(24, shape=(128, 128), seed=11, style=RANDOMIZED)
+
+
+@pytest.mark.parametrize("style", [NucleiStyle(), RANDOMIZED], ids=["plain", "randomized"])
+def test_same_seed_same_images_other_seed_other_images(style):
+    a, b, c = (synthetic_dataset(2, (96, 96), seed=s, style=style) for s in (3, 3, 4))
+    assert all(np.array_equal(x, y) for x, y in zip(a[0] + a[1], b[0] + b[1]))
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_labels_are_connected_instances_numbered_from_one(randomized):
+    for labels in randomized[1]:
+        ids = np.unique(labels[labels > 0])
+        assert labels.dtype == np.uint16
+        assert np.array_equal(ids, np.arange(1, len(ids) + 1))
+        for i in ids[:20]:
+            assert ndi.label(labels == i)[1] == 1, f"label {i} is in pieces"
+
+
+def test_nuclei_are_brighter_than_their_surroundings(randomized):
+    for image, labels in zip(*randomized):
+        if labels.max() == 0:
+            continue
+        assert np.median(image[labels > 0]) > np.median(image[labels == 0])
+
+
+def test_randomized_looks_include_8_bit_storage_and_float_images(randomized):
+    images = randomized[0]
+    eight_bit = [im for im in images if im.max() <= 255 and np.array_equal(im, np.round(im))]
+    assert 0 < len(eight_bit) < len(images)
+    assert any((im == 255).sum() > 0 for im in eight_bit)          # some saturate
+
+
+def test_randomized_style_covers_small_large_sparse_and_crowded_fields(randomized):
+    labels = randomized[1]
+    equivalent_radius = [np.sqrt(np.bincount(l.ravel())[1:].mean() / np.pi) for l in labels if l.max()]
+    fill = [np.count_nonzero(l) / l.size for l in labels]
+    assert min(equivalent_radius) < 5 and max(equivalent_radius) > 9
+    assert min(fill) < 0.15 and max(fill) > 0.35
+
+
+def test_drawn_looks_vary_from_image_to_image():
+    rng = np.random.default_rng(0)
+    looks = [draw_look(rng) for _ in range(50)]
+    for name in ("blur", "gamma", "background", "photons", "brightness_spread"):
+        values = [getattr(look, name) for look in looks]
+        assert max(values) > 1.5 * min(values) + 1e-6, name
+    assert 0 < sum(look.nucleoli > 0 for look in looks) < 50
