@@ -92,8 +92,19 @@ def test_training_on_tiny_generated_set_gives_loadable_model_folder(tmp_path, ca
     from stardist.models import StarDist2D
     from csbdeep.utils import normalize
     model = StarDist2D(None, name="tiny", basedir=str(out.parent))
-    labels, _ = model.predict_instances(normalize(images[0], 1, 99.8))
-    assert labels.shape == images[0].shape
+    expected, _ = model.predict_instances(normalize(images[0], 1, 99.8))
+    assert expected.shape == images[0].shape
+
+    # and the plugin runs with it, headless, by model folder and name
+    from stardist_v4d.stardist_2d import main as plugin_main
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack(images[:2]), imagej=True, metadata={"axes": "ZYX"})
+    labelled = tmp_path / "labelled.ome.tif"
+    assert plugin_main(["--input", str(stack), "--output", str(labelled), "--model-path", str(out.parent),
+                        "--model", "tiny", "--workers", "0"]) == 0
+    written = tifffile.imread(labelled)                 # ZCYX (T of 1 squeezed): input, then labels
+    assert written.shape == (2, 2, *images[0].shape)
+    assert np.array_equal(written[0, -1], expected)
 
 
 # --- pairing ---------------------------------------------------------------------
