@@ -58,3 +58,13 @@ def test_drawn_looks_vary_from_image_to_image():
         values = [getattr(look, name) for look in looks]
         assert max(values) > 1.5 * min(values) + 1e-6, name
     assert 0 < sum(look.nucleoli > 0 for look in looks) < 50
+
+
+def test_mix_takes_the_styles_in_turn_from_one_seed():
+    from stardist_v4d.training.synthetic import synthetic_mix, synthetic_nuclei
+
+    images, masks = synthetic_mix(4, (64, 64), seed=5)
+    rng = np.random.default_rng(5)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        expected_image, expected_mask = synthetic_nuclei((64, 64), rng, (NucleiStyle(), RANDOMIZED)[i % 2])
+        assert np.array_equal(image, expected_image) and np.array_equal(mask, expected_mask)

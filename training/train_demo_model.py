@@ -21,11 +21,18 @@ import argparse
 import time
 from pathlib import Path
 
-from .synthetic import RANDOMIZED, NucleiStyle, synthetic_dataset
+from .synthetic import RANDOMIZED, NucleiStyle, synthetic_dataset, synthetic_mix
 from .train import TrainSettings, train_model
 
 TRAIN_SEED, VAL_SEED = 2026, 7
-STYLES = {"plain": NucleiStyle(), "randomized": RANDOMIZED}
+STYLES = {"plain": NucleiStyle(), "randomized": RANDOMIZED, "mixed": None}   # mixed: both in turn
+
+
+def generate(style_name: str, n_images: int, shape: tuple[int, int], seed: int):
+    """Images and masks of one generator style (or the plain/randomized mix)."""
+    if style_name == "mixed":
+        return synthetic_mix(n_images, shape, seed)
+    return synthetic_dataset(n_images, shape=shape, seed=seed, style=STYLES[style_name])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,9 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    style = STYLES[args.style]
-    images, masks = synthetic_dataset(args.n_train, shape=(300, 300), seed=args.data_seed, style=style)
-    val_images, val_masks = synthetic_dataset(args.n_val, shape=(256, 256), seed=VAL_SEED, style=style)
+    images, masks = generate(args.style, args.n_train, (300, 300), args.data_seed)
+    val_images, val_masks = generate(args.style, args.n_val, (256, 256), VAL_SEED)
     print(f"Generated {len(images)} + {len(val_images)} images in {time.monotonic() - started:.0f} s")
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.data_seed,
                              learning_rate=args.learning_rate,
