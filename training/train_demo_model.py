@@ -1,19 +1,20 @@
 """Train the shipped demo model on generated nuclei; seeded, so it can be re-made.
 
-    python -m stardist_v4d.training.train_demo_model [--out models/demo] [--epochs 40]
+    python -m stardist_v4d.training.train_demo_model --out DIR [options]
 
-Every demo model's exact commands are in docs/demo-model/README.md. v0 (one stage,
-the plain style):
+The shipped demo model (v4) is three seeded stages, ~110 min on 2 CPU cores; every
+candidate's command and score is in docs/demo-model/README.md:
 
-    python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --out runs/demo_v0
+    python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --n-val 40 \
+        --epochs 40 --data-seed 2026 --out runs/demo_v0
+    python -m stardist_v4d.training.train_demo_model --style mixed --n-val 60 --epochs 35 \
+        --data-seed 2029 --continue-from runs/demo_v0/weights_best.h5 --out runs/demo_v3
+    python -m stardist_v4d.training.train_demo_model --style mixed --n-val 60 --epochs 25 \
+        --learning-rate 1.5e-4 --data-seed 2030 --continue-from runs/demo_v3/weights_best.h5 --out runs/demo_v4
 
-v2 continues v0 on domain-randomized images (``synthetic.RANDOMIZED``):
-
-    python -m stardist_v4d.training.train_demo_model --out runs/demo_v2 \
-        --continue-from runs/demo_v0/weights_best.h5 --epochs 35 --data-seed 2028
-
-Checkpoints and thresholds are chosen on generated validation images only; the real
-evaluation images are scored once afterwards (``bench/evaluate_model.py``).
+Checkpoints and thresholds are chosen on generated validation images only; candidates
+are compared on held-out generated images (``bench/select_demo_model.py``), and the real
+evaluation images are scored once per candidate afterwards (``python -m stardist_v4d eval``).
 """
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--style", choices=sorted(STYLES), default="randomized",
+    parser.add_argument("--style", choices=sorted(STYLES), default="mixed",
                         help="generator style of training and validation images (v0: plain)")
     parser.add_argument("--n-train", type=int, default=800)
-    parser.add_argument("--n-val", type=int, default=40)
+    parser.add_argument("--n-val", type=int, default=60)
     parser.add_argument("--continue-from", type=Path, help="weights (.h5) of an earlier stage to start from")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--data-seed", type=int, default=TRAIN_SEED,
