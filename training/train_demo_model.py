@@ -7,9 +7,9 @@ candidate's command and score is in docs/demo-model/README.md:
 
     python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --n-val 40 \
         --epochs 40 --data-seed 2026 --out runs/demo_v0
-    python -m stardist_v4d.training.train_demo_model --style mixed --n-val 60 --epochs 35 \
+    python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 35 \
         --data-seed 2029 --continue-from runs/demo_v0/weights_best.h5 --out runs/demo_v3
-    python -m stardist_v4d.training.train_demo_model --style mixed --n-val 60 --epochs 25 \
+    python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 25 \
         --learning-rate 1.5e-4 --data-seed 2030 --continue-from runs/demo_v3/weights_best.h5 --out runs/demo_v4
 
 Checkpoints and thresholds are chosen on generated validation images only; candidates
