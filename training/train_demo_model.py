@@ -2,7 +2,7 @@
 
     python -m stardist_v4d.training.train_demo_model --out DIR [options]
 
-The shipped demo model (v4) is three seeded stages, ~110 min on 2 CPU cores; every
+The shipped demo model (v5) is four seeded stages, ~135 min on 2 CPU cores; every
 candidate's command and score is in docs/demo-model/README.md:
 
     python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --n-val 40 \
@@ -11,6 +11,8 @@ candidate's command and score is in docs/demo-model/README.md:
         --data-seed 2029 --continue-from runs/demo_v0/weights_best.h5 --out runs/demo_v3
     python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 25 \
         --learning-rate 1.5e-4 --data-seed 2030 --continue-from runs/demo_v3/weights_best.h5 --out runs/demo_v4
+    python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 25 \
+        --learning-rate 7.5e-5 --data-seed 2031 --continue-from runs/demo_v4/weights_best.h5 --out runs/demo_v5
 
 Checkpoints and thresholds are chosen on generated validation images only; candidates
 are compared on held-out generated images (``bench/select_demo_model.py``), and the real
