@@ -4,7 +4,7 @@
 
 Scores each candidate model folder (at its own thresholds) on a held-out generated set
 that no training or validation run used: plain and domain-randomized images in turn
-(``synthetic_mix``, 256 x 256; training used seeds 2026-2030, validation seed 7).
+(``synthetic_mix``, 256 x 256; training used seeds 2026-2031, validation seed 7).
 Rule: ship the candidate with the highest pooled AP@0.5 here. The real images are
 scored afterwards, once per candidate (``python -m stardist_v4d eval``).
 """

@@ -179,6 +179,24 @@ def _drop_fragments(labels: np.ndarray, min_pixels: int = 6) -> np.ndarray:
     return out
 
 
+def _haze(shape: tuple[int, int], n_blobs: int, amplitude: tuple[float, float],
+          rng: np.random.Generator) -> np.ndarray:
+    """Out-of-focus light: ``n_blobs`` large Gaussian blobs that are not nuclei."""
+    haze = np.zeros(shape)
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    for _ in range(n_blobs):
+        cy, cx, sigma = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(6, 20)
+        haze += rng.uniform(*amplitude) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    return haze
+
+
+def _camera(clean: np.ndarray, photons: float, read_noise: tuple[float, float],
+            rng: np.random.Generator) -> np.ndarray:
+    """Shot noise at ``photons`` per unit of ``clean``, plus Gaussian read noise (float64)."""
+    noisy = rng.poisson(np.clip(clean, 0, None) * photons).astype(np.float64)
+    return noisy + rng.normal(0, rng.uniform(*read_noise), size=clean.shape)
+
+
 def render_nuclei(labels: np.ndarray, rng: np.random.Generator,
                   style: NucleiStyle = NucleiStyle()) -> np.ndarray:
     """Fluorescence image (float32, photon-like units) for an instance label image."""
@@ -200,18 +218,11 @@ def render_nuclei(labels: np.ndarray, rng: np.random.Generator,
     seam = find_boundaries(labels, mode="inner") & inside
     signal[seam] *= rng.uniform(0.55, 0.9)
 
-    haze = np.zeros(shape)
-    for _ in range(int(rng.integers(style.haze_blobs[0], style.haze_blobs[1] + 1))):
-        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-        sigma = rng.uniform(6, 20)
-        yy, xx = np.ogrid[:shape[0], :shape[1]]
-        haze += rng.uniform(0.1, 0.4) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    haze = _haze(shape, int(rng.integers(style.haze_blobs[0], style.haze_blobs[1] + 1)), (0.1, 0.4), rng)
     background = rng.uniform(0.02, 0.2) * (1 + 0.5 * _smooth_noise(shape, shape[0] / 4, rng))
 
     clean = ndi.gaussian_filter(signal, rng.uniform(*style.blur_sigma)) + haze + np.clip(background, 0, None)
-    photons = rng.uniform(*style.photons)
-    noisy = rng.poisson(np.clip(clean, 0, None) * photons).astype(np.float64)
-    noisy += rng.normal(0, rng.uniform(*style.read_noise), size=shape)
+    noisy = _camera(clean, rng.uniform(*style.photons), style.read_noise, rng)
     offset = rng.uniform(0, 100)      # camera offset: absolute values do not matter
     return (noisy + offset).astype(np.float32)
 
@@ -251,16 +262,11 @@ def render_randomized(labels: np.ndarray, rng: np.random.Generator, look: ImageL
         signal *= 1 - look.nucleoli * _spots(dist > 2, n_spots, rng.uniform(0.8, 1.8), rng)
     signal[rim_pixels] *= look.seam
 
-    haze = np.zeros(shape)
-    yy, xx = np.ogrid[:shape[0], :shape[1]]
-    for _ in range(int(rng.integers(0, 13))):
-        cy, cx, sigma = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(6, 20)
-        haze += rng.uniform(0.05, 0.5) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    haze = _haze(shape, int(rng.integers(0, 13)), (0.05, 0.5), rng)
     background = look.background * np.clip(1 + 0.5 * _smooth_noise(shape, shape[0] / 4, rng), 0, None)
 
     clean = np.clip(ndi.gaussian_filter(signal, look.blur) + haze + background, 0, None) ** look.gamma
-    noisy = rng.poisson(clean * look.photons).astype(np.float64)
-    noisy += rng.normal(0, rng.uniform(*style.read_noise), size=shape)
+    noisy = _camera(clean, look.photons, style.read_noise, rng)
     if look.eight_bit:            # stored as 8 bit: the brightest nuclei may saturate
         scale = look.eight_bit / max(float(np.percentile(noisy, 99.9)), 1e-6)
         return np.clip(np.round(noisy * scale), 0, 255).astype(np.float32)
