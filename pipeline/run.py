@@ -72,17 +72,6 @@ def run_record(config: Config, model_name: str) -> dict[str, str]:
     return record
 
 
-def predict_kwargs(config: Config, n_tiles: tuple[int, int] | None = None) -> dict:
-    """The keyword arguments of ``predict_instances`` the settings decide.
-
-    ``n_tiles`` is the plane's tiling when N_TILES is "auto" (see ``tiles_for``).
-    """
-    if config.n_tiles != "auto":
-        n_tiles = None if config.n_tiles is None else tuple(config.n_tiles)
-    return dict(prob_thresh=config.prob_thresh, nms_thresh=config.nms_thresh, n_tiles=n_tiles,
-                scale=None if config.scale == 1 else config.scale, show_tile_progress=False)
-
-
 def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] | None:
     """N_TILES "auto": the fewest tiles that keep the CNN within PLANE_MEMORY_MB."""
     if config.n_tiles != "auto":
@@ -99,8 +88,8 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
     """``(t, z, labels, details)`` per step: whole, tiled or in blocks; with or without workers."""
     steps, info, stop = plan.steps, host.dataset_info(), host.cancelled
     read = lambda t, z: host.read_plane(plan.channel, t, z)  # noqa: E731
-    kwargs = predict_kwargs(config)
-    prob_thresh, nms_thresh, scale = kwargs["prob_thresh"], kwargs["nms_thresh"], kwargs["scale"]
+    prob_thresh, nms_thresh = config.prob_thresh, config.nms_thresh     # None: the model's own
+    scale = None if config.scale == 1 else config.scale
     if uses_blocks(config, info.plane_shape):
         host.log(f"Planes of {info.size_y} x {info.size_x} exceed PLANE_MEMORY_MB "
                  f"({config.plane_memory_mb}): predicting each in blocks, one after another.")

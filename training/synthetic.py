@@ -34,7 +34,11 @@ from skimage.segmentation import find_boundaries
 
 @dataclass(frozen=True)
 class NucleiStyle:
-    """Ranges the generator samples from; one image samples one value of each."""
+    """Ranges the generator samples from; one image samples one value of each.
+
+    With ``randomize`` the per-image look (``draw_look``) replaces ``radius_spread``,
+    ``blur_sigma`` and ``photons``.
+    """
 
     typical_radius: tuple[float, float] = (3.5, 11.0)   # log-uniform per image
     radius_spread: float = 0.25                          # log-normal sigma around it
@@ -262,7 +266,7 @@ def render_randomized(labels: np.ndarray, rng: np.random.Generator, look: ImageL
         signal *= 1 - look.nucleoli * _spots(dist > 2, n_spots, rng.uniform(0.8, 1.8), rng)
     signal[rim_pixels] *= look.seam
 
-    haze = _haze(shape, int(rng.integers(0, 13)), (0.05, 0.5), rng)
+    haze = _haze(shape, int(rng.integers(style.haze_blobs[0], style.haze_blobs[1] + 1)), (0.05, 0.5), rng)
     background = look.background * np.clip(1 + 0.5 * _smooth_noise(shape, shape[0] / 4, rng), 0, None)
 
     clean = np.clip(ndi.gaussian_filter(signal, look.blur) + haze + background, 0, None) ** look.gamma
@@ -289,7 +293,7 @@ def synthetic_nuclei(shape: tuple[int, int], rng: np.random.Generator,
 #: Domain-randomized style of the v2 demo model: wider sizes, shapes and density,
 #: and a per-image look (``draw_look``).
 RANDOMIZED = NucleiStyle(
-    typical_radius=(3.0, 14.0), fill_fraction=(0.05, 0.55), mitotic_share=(0.0, 0.05),
+    typical_radius=(3.0, 14.0), fill_fraction=(0.05, 0.55), mitotic_share=(0.0, 0.05), haze_blobs=(0, 12),
     randomize=True, axis_ratio=(0.45, 1.0), max_overlap=0.25,
 )
 

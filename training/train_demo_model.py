@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 from .synthetic import RANDOMIZED, NucleiStyle, synthetic_dataset, synthetic_mix
 from .train import TrainSettings, train_model
 
 TRAIN_SEED, VAL_SEED = 2026, 7
-STYLES = {"plain": NucleiStyle(), "randomized": RANDOMIZED, "mixed": None}   # mixed: both in turn
-
-
-def generate(style_name: str, n_images: int, shape: tuple[int, int], seed: int):
-    """Images and masks of one generator style (or the plain/randomized mix)."""
-    if style_name == "mixed":
-        return synthetic_mix(n_images, shape, seed)
-    return synthetic_dataset(n_images, shape=shape, seed=seed, style=STYLES[style_name])
+#: Generators of the styles by name: ``(n_images, shape, seed) -> (images, masks)``.
+STYLES = {
+    "plain": partial(synthetic_dataset, style=NucleiStyle()),
+    "randomized": partial(synthetic_dataset, style=RANDOMIZED),
+    "mixed": synthetic_mix,                  # plain and randomized in turn
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,8 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    images, masks = generate(args.style, args.n_train, (300, 300), args.data_seed)
-    val_images, val_masks = generate(args.style, args.n_val, (256, 256), VAL_SEED)
+    generate = STYLES[args.style]
+    images, masks = generate(args.n_train, (300, 300), args.data_seed)
+    val_images, val_masks = generate(args.n_val, (256, 256), VAL_SEED)
     print(f"Generated {len(images)} + {len(val_images)} images in {time.monotonic() - started:.0f} s")
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.data_seed,
                              learning_rate=args.learning_rate,

@@ -28,7 +28,8 @@ def average_weights(weight_sets: list[list[np.ndarray]]) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     from ..pipeline.model import load_model
-    from .train_demo_model import VAL_SEED, generate
+    from .synthetic import synthetic_mix
+    from .train_demo_model import VAL_SEED
     from .train import normalize_images
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.copy(args.models[0] / "config.json", args.out / "config.json")
     soup.keras_model.save_weights(str(args.out / "weights_best.h5"))
 
-    images, masks = generate("mixed", args.n_val, (256, 256), VAL_SEED)
+    images, masks = synthetic_mix(args.n_val, (256, 256), VAL_SEED)
     thresholds = dict(soup.optimize_thresholds(normalize_images(images), masks, optimize_kwargs={"verbose": 0},
                                               save_to_json=False))   # not into the first model's folder
     (args.out / "thresholds.json").write_text(json.dumps(thresholds))
