@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stardist_v4d.pipeline.model import load_model
 from stardist_v4d.training.evaluate import pooled, score_model
-from stardist_v4d.training.synthetic import synthetic_mix
+from stardist_v4d.training.train_demo_model import STYLES
 
 
 def main(argv: list[str]) -> int:
@@ -24,8 +24,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("models", nargs="+", type=Path, help="candidate model folders")
     parser.add_argument("--seed", type=int, default=99)
     parser.add_argument("--n-images", type=int, default=80)
+    parser.add_argument("--style", choices=["mixed", "mixed-visible"], default="mixed",
+                        help="held-out generator: mixed-visible labels only the nuclei an annotator could see")
     args = parser.parse_args(argv)
-    images, masks = synthetic_mix(args.n_images, (256, 256), seed=args.seed)
+    images, masks = STYLES[args.style](args.n_images, (256, 256), args.seed)
     pairs = [(f"generated_{i}", image, mask) for i, (image, mask) in enumerate(zip(images, masks))]
     print(f"{'model':32s} {'AP@0.5':>7s} {'F1':>6s} {'plain AP':>9s} {'randomized AP':>14s}")
     for folder in args.models:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from stardist_v4d.training.synthetic import RANDOMIZED, NucleiStyle, draw_look, synthetic_dataset
+from stardist_v4d.training.synthetic import (RANDOMIZED, VISIBLE_RANDOMIZED, NucleiStyle, contrast_to_noise, draw_look,
+                                             synthetic_dataset, visible_labels)
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +69,39 @@ def test_mix_takes_the_styles_in_turn_from_one_seed():
     for i, (image, mask) in enumerate(zip(images, masks)):
         expected_image, expected_mask = synthetic_nuclei((64, 64), rng, (NucleiStyle(), RANDOMIZED)[i % 2])
         assert np.array_equal(image, expected_image) and np.array_equal(mask, expected_mask)
+
+
+def _two_discs(faint_contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """A bright and a faint disc on unit-std noise; labels 1 (bright) and 2 (faint)."""
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((64, 64), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 < 36] = 1
+    labels[(yy - 44) ** 2 + (xx - 44) ** 2 < 36] = 2
+    image = np.random.default_rng(0).normal(100, 1, (64, 64))
+    image[labels == 1] += 10
+    image[labels == 2] += faint_contrast
+    return image, labels
+
+
+def test_contrast_to_noise_measures_each_nucleus_against_its_surroundings():
+    cnr = contrast_to_noise(*_two_discs(faint_contrast=0.3))
+    assert cnr[0] > 8 and abs(cnr[1] - 0.3) < 0.4
+
+
+def test_invisible_nuclei_lose_their_label_visible_ones_keep_it_renumbered():
+    image, labels = _two_discs(faint_contrast=0.3)
+    kept = visible_labels(image, labels, 1.0)
+    assert kept.max() == 1 and np.array_equal(kept == 1, labels == 1)
+    image, labels = _two_discs(faint_contrast=3.0)
+    assert visible_labels(image, labels, 1.0).max() == 2
+
+
+def test_visible_style_has_the_same_images_and_a_subset_of_the_labels():
+    every = synthetic_dataset(6, (128, 128), seed=5, style=RANDOMIZED)
+    visible = synthetic_dataset(6, (128, 128), seed=5, style=VISIBLE_RANDOMIZED)
+    assert all(np.array_equal(a, b) for a, b in zip(every[0], visible[0]))
+    dropped = 0
+    for all_labels, kept in zip(every[1], visible[1]):
+        assert np.all(all_labels[kept > 0] > 0)                    # nothing new is labelled
+        dropped += int(all_labels.max()) - int(kept.max())
+    assert dropped > 0

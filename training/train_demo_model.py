@@ -25,7 +25,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .synthetic import RANDOMIZED, NucleiStyle, synthetic_dataset, synthetic_mix
+from .synthetic import RANDOMIZED, VISIBLE_PLAIN, VISIBLE_RANDOMIZED, NucleiStyle, synthetic_dataset, synthetic_mix
 from .train import TrainSettings, train_model
 
 TRAIN_SEED, VAL_SEED = 2026, 7
@@ -34,6 +34,8 @@ STYLES = {
     "plain": partial(synthetic_dataset, style=NucleiStyle()),
     "randomized": partial(synthetic_dataset, style=RANDOMIZED),
     "mixed": synthetic_mix,                  # plain and randomized in turn
+    # the same images as "mixed", labelled as an annotator could: invisible nuclei unlabelled
+    "mixed-visible": partial(synthetic_mix, styles=(VISIBLE_PLAIN, VISIBLE_RANDOMIZED)),
 }
 
 
