@@ -2,17 +2,16 @@
 
     python -m stardist_v4d.training.train_demo_model --out DIR [options]
 
-The shipped demo model (v5) is four seeded stages, ~135 min on 2 CPU cores; every
+The shipped demo model (v7) is three seeded stages, ~105 min on 2 CPU cores; every
 candidate's command and score is in docs/demo-model/README.md:
 
     python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --n-val 40 \
         --epochs 40 --data-seed 2026 --out runs/demo_v0
-    python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 35 \
-        --data-seed 2029 --continue-from runs/demo_v0/weights_best.h5 --out runs/demo_v3
-    python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 25 \
-        --learning-rate 1.5e-4 --data-seed 2030 --continue-from runs/demo_v3/weights_best.h5 --out runs/demo_v4
-    python -m stardist_v4d.training.train_demo_model --style mixed --n-train 800 --n-val 60 --epochs 25 \
-        --learning-rate 7.5e-5 --data-seed 2031 --continue-from runs/demo_v4/weights_best.h5 --out runs/demo_v5
+    python -m stardist_v4d.training.train_demo_model --style mixed-visible --n-train 800 --n-val 60 \
+        --epochs 35 --data-seed 2029 --continue-from runs/demo_v0/weights_best.h5 --out runs/demo_v6
+    python -m stardist_v4d.training.train_demo_model --style mixed-visible --n-train 800 --n-val 60 \
+        --epochs 25 --learning-rate 1.5e-4 --data-seed 2030 --continue-from runs/demo_v6/weights_best.h5 \
+        --out runs/demo_v7
 
 Checkpoints and thresholds are chosen on generated validation images only; candidates
 are compared on held-out generated images (``bench/select_demo_model.py``), and the real
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--style", choices=sorted(STYLES), default="mixed",
+    parser.add_argument("--style", choices=sorted(STYLES), default="mixed-visible",
                         help="generator style of training and validation images (v0: plain)")
     parser.add_argument("--n-train", type=int, default=800)
     parser.add_argument("--n-val", type=int, default=60)
