@@ -6,7 +6,7 @@ Why: models fine-tuned from the same weights lie in one basin, and their average
 often more robust to unseen data than any of them (Wortsman et al. 2022, "Model
 soups"); the demo model's problem is exactly unseen (real) data. The averaged model
 gets the first model's config and thresholds re-optimized on the demo recipe's
-generated validation images (mixed style), never on real ones.
+generated validation images (``--style``, as the models were trained), never on real ones.
 """
 from __future__ import annotations
 
@@ -28,14 +28,15 @@ def average_weights(weight_sets: list[list[np.ndarray]]) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     from ..pipeline.model import load_model
-    from .synthetic import synthetic_mix
-    from .train_demo_model import VAL_SEED
+    from .train_demo_model import STYLES, VAL_SEED
     from .train import normalize_images
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n-val", type=int, default=60)
+    parser.add_argument("--style", choices=sorted(STYLES), default="mixed-visible",
+                        help="generator of the validation images the thresholds are optimized on")
     args = parser.parse_args(argv)
 
     models = [load_model(folder.parent, folder.name) for folder in args.models]
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.copy(args.models[0] / "config.json", args.out / "config.json")
     soup.keras_model.save_weights(str(args.out / "weights_best.h5"))
 
-    images, masks = synthetic_mix(args.n_val, (256, 256), VAL_SEED)
+    images, masks = STYLES[args.style](args.n_val, (256, 256), VAL_SEED)
     thresholds = dict(soup.optimize_thresholds(normalize_images(images), masks, optimize_kwargs={"verbose": 0},
                                               save_to_json=False))   # not into the first model's folder
     (args.out / "thresholds.json").write_text(json.dumps(thresholds))
