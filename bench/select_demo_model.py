@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stardist_v4d.pipeline.model import load_model
 from stardist_v4d.training.evaluate import pooled, score_model
-from stardist_v4d.training.train_demo_model import STYLES
+from stardist_v4d.training.train_demo_model import DEMO_STYLE, STYLES
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("models", nargs="+", type=Path, help="candidate model folders")
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--n-images", type=int, default=240)
-    parser.add_argument("--style", choices=["mixed", "mixed-visible"], default="mixed-visible",
+    parser.add_argument("--style", choices=["mixed", "mixed-visible"], default=DEMO_STYLE,
                         help="held-out generator: mixed-visible labels only the nuclei an annotator could see")
     args = parser.parse_args(argv)
     images, masks = STYLES[args.style](args.n_images, (256, 256), args.seed)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
-from skimage.segmentation import find_boundaries
+from skimage.segmentation import find_boundaries, relabel_sequential
 
 
 @dataclass(frozen=True)
@@ -307,8 +307,7 @@ def visible_labels(image: np.ndarray, labels: np.ndarray, min_contrast_to_noise:
     it would teach a model to find nuclei in noise. People annotate what they can see.
     """
     keep = np.concatenate([[False], contrast_to_noise(image, labels) >= min_contrast_to_noise])
-    kept = np.where(keep[labels], labels, 0)
-    return _drop_fragments(kept)            # relabel 1..n
+    return relabel_sequential(np.where(keep[labels], labels, 0))[0]
 
 
 def synthetic_nuclei(shape: tuple[int, int], rng: np.random.Generator,

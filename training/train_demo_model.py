@@ -39,6 +39,8 @@ STYLES = {
     # the same images as "mixed", labelled as an annotator could: invisible nuclei unlabelled
     "mixed-visible": partial(synthetic_mix, styles=(VISIBLE_PLAIN, VISIBLE_RANDOMIZED)),
 }
+#: The style of the current recipe: its training, validation and held-out selection images.
+DEMO_STYLE = "mixed-visible"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--style", choices=sorted(STYLES), default="mixed-visible",
+    parser.add_argument("--style", choices=sorted(STYLES), default=DEMO_STYLE,
                         help="generator style of training and validation images (v0: plain)")
     parser.add_argument("--n-train", type=int, default=800)
     parser.add_argument("--n-val", type=int, default=60)

@@ -28,14 +28,14 @@ def average_weights(weight_sets: list[list[np.ndarray]]) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     from ..pipeline.model import load_model
-    from .train_demo_model import STYLES, VAL_SEED
+    from .train_demo_model import DEMO_STYLE, STYLES, VAL_SEED
     from .train import normalize_images
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n-val", type=int, default=60)
-    parser.add_argument("--style", choices=sorted(STYLES), default="mixed-visible",
+    parser.add_argument("--style", choices=sorted(STYLES), default=DEMO_STYLE,
                         help="generator of the validation images the thresholds are optimized on")
     args = parser.parse_args(argv)
 
