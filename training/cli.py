@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="share of the pairs held out for validation and thresholds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
+    parser.add_argument("--augment-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="also zoom half the patches by a factor in LOW..HIGH (another pixel size), e.g. 0.8 1.25")
+    parser.add_argument("--augment-blur", type=float, default=0.0, metavar="SIGMA",
+                        help="also blur half the patches, Gaussian sigma up to SIGMA px (another focus); default off")
     advanced = parser.add_argument_group("architecture (advanced)")
     advanced.add_argument("--unet-depth", type=int, default=3, help="U-Net levels (default: %(default)s)")
     advanced.add_argument("--unet-filters", type=int, default=32,
@@ -70,6 +74,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
                              ("--unet-depth", args.unet_depth, 1), ("--unet-filters", args.unet_filters, 1)):
         if value < low:
             raise _UsageError(f"{flag} {value}: must be at least {low}")
+    if args.augment_scale is not None and not 0 < args.augment_scale[0] <= args.augment_scale[1]:
+        low, high = args.augment_scale
+        raise _UsageError(f"--augment-scale {low:g} {high:g}: needs 0 < LOW <= HIGH, e.g. --augment-scale 0.8 1.25")
+    if args.augment_blur < 0:
+        raise _UsageError(f"--augment-blur {args.augment_blur:g}: must be 0 (off) or a sigma in px, e.g. 1.0")
     if not 0 < args.val_fraction < 1:
         raise _UsageError(f"--val-fraction {args.val_fraction:g}: must be between 0 and 1, e.g. 0.1")
     div = 2 ** args.unet_depth * GRID
@@ -116,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = TrainSettings(
         n_rays=args.n_rays, unet_n_depth=args.unet_depth, unet_n_filter_base=args.unet_filters,
         patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, val_fraction=args.val_fraction, seed=args.seed)
+        steps_per_epoch=args.steps_per_epoch, val_fraction=args.val_fraction, seed=args.seed,
+        augment_scale=tuple(args.augment_scale) if args.augment_scale else None, augment_blur=args.augment_blur)
     if args.out.exists():
         _clear_model_folder(args.out)
     try:

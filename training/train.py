@@ -33,6 +33,8 @@ class TrainSettings:
     learning_rate: float = 3e-4
     val_fraction: float = 0.1
     seed: int = 42
+    augment_scale: tuple[float, float] | None = None   # zoom range of half the patches, None = off
+    augment_blur: float = 0.0                           # max extra blur sigma (px), 0 = off
     extra_config: dict = field(default_factory=dict)
 
 
@@ -159,7 +161,7 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
     interrupted = False
     try:
         model.train(images, masks, validation_data=(x_val, y_val),
-                    augmenter=Augmenter(settings.seed), seed=settings.seed)
+                    augmenter=Augmenter(settings.seed, settings.augment_scale, settings.augment_blur), seed=settings.seed)
     except KeyboardInterrupt:
         interrupted = True
         log("")                   # end the progress bar's line

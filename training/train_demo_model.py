@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--data-seed", type=int, default=TRAIN_SEED,
                         help="seed of the generated training images (a new seed = new images)")
+    parser.add_argument("--augment-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="also zoom half the patches by a factor in LOW..HIGH (default off)")
+    parser.add_argument("--augment-blur", type=float, default=0.0, metavar="SIGMA",
+                        help="also blur half the patches, sigma up to SIGMA px (default off)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Generated {len(images)} + {len(val_images)} images in {time.monotonic() - started:.0f} s")
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.data_seed,
                              learning_rate=args.learning_rate,
+                             augment_scale=tuple(args.augment_scale) if args.augment_scale else None,
+                             augment_blur=args.augment_blur,
                              extra_config={"train_reduce_lr": {"factor": 0.5, "patience": 6, "min_delta": 0}})
     result = train_model(images, masks, args.out, settings, validation=(val_images, val_masks),
                          start_weights=args.continue_from)
