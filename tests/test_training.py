@@ -76,7 +76,8 @@ def test_training_on_tiny_generated_set_gives_loadable_model_folder(tmp_path, ca
         tmp_path, {f"img{i}": pair for i, pair in enumerate(zip(images, masks))}, mask_suffix="_masks")
     out = tmp_path / "models" / "tiny"
 
-    assert main(["--images", str(images_dir), "--masks", str(masks_dir), "--out", str(out), *TINY]) == 0
+    assert main(["--images", str(images_dir), "--masks", str(masks_dir), "--out", str(out), *TINY,
+                 "--augment-scale", "0.8", "1.25", "--augment-blur", "1.0"]) == 0
 
     stdout = capsys.readouterr().out
     assert "Found 4 image/mask pairs" in stdout
@@ -85,6 +86,8 @@ def test_training_on_tiny_generated_set_gives_loadable_model_folder(tmp_path, ca
     for name in ("config.json", "weights_best.h5", "thresholds.json", "loss.png", "training.json"):
         assert (out / name).is_file(), name
     thresholds = json.loads((out / "thresholds.json").read_text())
+    recorded = json.loads((out / "training.json").read_text())["settings"]
+    assert (recorded["augment_scale"], recorded["augment_blur"]) == ([0.8, 1.25], 1.0)
     assert set(thresholds) == {"prob", "nms"}
     tensorboard = importlib.util.find_spec("tensorboard") is not None
     assert json.loads((out / "config.json").read_text())["train_tensorboard"] == tensorboard
@@ -235,9 +238,21 @@ def test_cli_defaults_are_the_train_settings_defaults():
 
     args, s = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o"]), TrainSettings()
     assert (args.epochs, args.steps_per_epoch, tuple(args.patch_size), args.batch_size, args.n_rays,
-            args.val_fraction, args.seed, args.unet_depth, args.unet_filters) == \
+            args.val_fraction, args.seed, args.unet_depth, args.unet_filters, args.augment_scale,
+            args.augment_blur) == \
            (s.epochs, s.steps_per_epoch, s.patch_size, s.batch_size, s.n_rays,
-            s.val_fraction, s.seed, s.unet_n_depth, s.unet_n_filter_base)
+            s.val_fraction, s.seed, s.unet_n_depth, s.unet_n_filter_base, s.augment_scale, s.augment_blur)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--augment-scale", "1.25", "0.8"], "--augment-scale 1.25 0.8: needs 0 < LOW <= HIGH"),
+    (["--augment-scale", "0", "1.2"], "--augment-scale 0 1.2: needs 0 < LOW <= HIGH"),
+    (["--augment-blur", "-1"], "--augment-blur -1: must be 0 (off) or a sigma in px"),
+])
+def test_bad_augmentation_ranges(tmp_path, capsys, extra, message):
+    image, mask = good_pair()
+    images, masks = write_pairs(tmp_path, {"a": (image, mask)})
+    assert message in cli_error(tmp_path, capsys, images, masks, *extra)
 
 
 # --- loss report -----------------------------------------------------------------
