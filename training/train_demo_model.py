@@ -2,7 +2,7 @@
 
     python -m stardist_v4d.training.train_demo_model --out DIR [options]
 
-The shipped demo model (v8) is four seeded stages, ~135 min on 2 CPU cores; every
+The shipped demo model (v9a) is five seeded stages, ~160 min on 2 CPU cores; every
 candidate's command and score is in docs/demo-model/README.md:
 
     python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --n-val 40 \
@@ -15,6 +15,9 @@ candidate's command and score is in docs/demo-model/README.md:
     python -m stardist_v4d.training.train_demo_model --style mixed-visible --n-train 800 --n-val 60 \
         --epochs 25 --learning-rate 7.5e-5 --data-seed 2031 --continue-from runs/demo_v7/weights_best.h5 \
         --out runs/demo_v8
+    python -m stardist_v4d.training.train_demo_model --style mixed-visible --n-train 800 --n-val 60 \
+        --epochs 25 --learning-rate 1.5e-4 --data-seed 2032 --continue-from runs/demo_v8/weights_best.h5 \
+        --out runs/demo_v9a
 
 Checkpoints and thresholds are chosen on generated validation images only; candidates
 are compared on held-out generated images (``bench/select_demo_model.py``), and the real
