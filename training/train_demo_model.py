@@ -2,7 +2,7 @@
 
     python -m stardist_v4d.training.train_demo_model --out DIR [options]
 
-The shipped demo model (v9a) is five seeded stages, ~160 min on 2 CPU cores; every
+The shipped demo model (v10a) is six seeded stages, ~185 min on 2 CPU cores; every
 candidate's command and score is in docs/demo-model/README.md:
 
     python -m stardist_v4d.training.train_demo_model --style plain --n-train 400 --n-val 40 \
@@ -18,6 +18,9 @@ candidate's command and score is in docs/demo-model/README.md:
     python -m stardist_v4d.training.train_demo_model --style mixed-visible --n-train 800 --n-val 60 \
         --epochs 25 --learning-rate 1.5e-4 --data-seed 2032 --continue-from runs/demo_v8/weights_best.h5 \
         --out runs/demo_v9a
+    python -m stardist_v4d.training.train_demo_model --style mixed-visible --n-train 800 --n-val 60 \
+        --epochs 25 --learning-rate 1.5e-4 --data-seed 2033 --continue-from runs/demo_v9a/weights_best.h5 \
+        --augment-scale 0.8 1.25 --augment-blur 1.0 --out runs/demo_v10a
 
 Checkpoints and thresholds are chosen on generated validation images only; candidates
 are compared on held-out generated images (``bench/select_demo_model.py``), and the real
