@@ -40,3 +40,12 @@ def test_perfect_and_partial_predictions_score_as_stardist_counts_them():
 
 def test_empty_score_is_zero_not_an_error():
     assert Score("none", 0, 0, 0, 0, 0).ap == 0.0
+
+
+def test_standard_error_says_how_far_apart_two_scores_must_be():
+    small, large = Score("small", 10, 10, 8, 2, 2), Score("large", 1000, 1000, 800, 200, 200)
+    assert small.ap == large.ap
+    assert small.ap_se == np.sqrt(small.ap * (1 - small.ap) / 12)
+    assert large.ap_se < small.ap_se / 9                      # 100x the trials, a tenth of the error
+    assert Score("perfect", 5, 5, 5, 0, 0).ap_se == 0.0
+    assert f"{small.ap_se:6.3f}" in report([small])

@@ -3,7 +3,9 @@
     python -m stardist_v4d eval [--model-path DIR] [--model NAME] [--eval-dir DIR]
 
 Uses StarDist's own ``matching``: AP at IoU 0.5 as StarDist reports it,
-TP / (TP + FP + FN) ("accuracy"), and F1, per image and pooled over all images.
+TP / (TP + FP + FN) ("accuracy"), and F1, per image and pooled over all images,
+with the AP's binomial standard error: on a few hundred nuclei two models 0.05
+apart may not differ at all, and the table should say so.
 The images are for measuring only: nothing here trains or picks thresholds.
 """
 from __future__ import annotations
@@ -30,6 +32,11 @@ class Score:
     @property
     def ap(self) -> float:
         return self.tp / max(1, self.tp + self.fp + self.fn)
+
+    @property
+    def ap_se(self) -> float:
+        """Standard error of ``ap``, each match/miss/false detection counted as one trial."""
+        return float(np.sqrt(self.ap * (1 - self.ap) / max(1, self.tp + self.fp + self.fn)))
 
     @property
     def f1(self) -> float:
@@ -71,9 +78,11 @@ def pooled(scores: list[Score]) -> Score:
 
 def report(scores: list[Score]) -> str:
     """A small table: per image and pooled."""
-    lines = [f"{'image':40s} {'true':>5s} {'pred':>5s} {'TP':>5s} {'FP':>5s} {'FN':>5s} {'AP@0.5':>7s} {'F1':>6s}"]
+    lines = [f"{'image':40s} {'true':>5s} {'pred':>5s} {'TP':>5s} {'FP':>5s} {'FN':>5s} {'AP@0.5':>7s} "
+             f"{'±SE':>6s} {'F1':>6s}"]
     for s in scores + [pooled(scores)]:
-        lines.append(f"{s.name:40s} {s.n_true:5d} {s.n_pred:5d} {s.tp:5d} {s.fp:5d} {s.fn:5d} {s.ap:7.3f} {s.f1:6.3f}")
+        lines.append(f"{s.name:40s} {s.n_true:5d} {s.n_pred:5d} {s.tp:5d} {s.fp:5d} {s.fn:5d} {s.ap:7.3f} "
+                     f"{s.ap_se:6.3f} {s.f1:6.3f}")
     return "\n".join(lines)
 
 
