@@ -33,8 +33,27 @@ example:
 """
 
 
-class _UsageError(Exception):
+class _UsageError(ValueError):
     """A bad argument; reported like a data error (one line, exit code 2)."""
+
+
+def add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The optional augmentations, shared by ``train`` and the demo-model recipe."""
+    parser.add_argument("--augment-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="also zoom half the patches by a factor in LOW..HIGH (another pixel size), e.g. 0.8 1.25")
+    parser.add_argument("--augment-blur", type=float, default=0.0, metavar="SIGMA",
+                        help="also blur half the patches, Gaussian sigma up to SIGMA px (another focus); default off")
+
+
+def augmentation_settings(args: argparse.Namespace) -> dict:
+    """``TrainSettings`` keywords of the augmentation flags; a bad range raises a ``ValueError``."""
+    if args.augment_scale is not None and not 0 < args.augment_scale[0] <= args.augment_scale[1]:
+        low, high = args.augment_scale
+        raise _UsageError(f"--augment-scale {low:g} {high:g}: needs 0 < LOW <= HIGH, e.g. --augment-scale 0.8 1.25")
+    if args.augment_blur < 0:
+        raise _UsageError(f"--augment-blur {args.augment_blur:g}: must be 0 (off) or a sigma in px, e.g. 1.0")
+    return {"augment_scale": tuple(args.augment_scale) if args.augment_scale else None,
+            "augment_blur": args.augment_blur}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,10 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="share of the pairs held out for validation and thresholds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
-    parser.add_argument("--augment-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="also zoom half the patches by a factor in LOW..HIGH (another pixel size), e.g. 0.8 1.25")
-    parser.add_argument("--augment-blur", type=float, default=0.0, metavar="SIGMA",
-                        help="also blur half the patches, Gaussian sigma up to SIGMA px (another focus); default off")
+    add_augmentation_arguments(parser)
     advanced = parser.add_argument_group("architecture (advanced)")
     advanced.add_argument("--unet-depth", type=int, default=3, help="U-Net levels (default: %(default)s)")
     advanced.add_argument("--unet-filters", type=int, default=32,
@@ -74,11 +90,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
                              ("--unet-depth", args.unet_depth, 1), ("--unet-filters", args.unet_filters, 1)):
         if value < low:
             raise _UsageError(f"{flag} {value}: must be at least {low}")
-    if args.augment_scale is not None and not 0 < args.augment_scale[0] <= args.augment_scale[1]:
-        low, high = args.augment_scale
-        raise _UsageError(f"--augment-scale {low:g} {high:g}: needs 0 < LOW <= HIGH, e.g. --augment-scale 0.8 1.25")
-    if args.augment_blur < 0:
-        raise _UsageError(f"--augment-blur {args.augment_blur:g}: must be 0 (off) or a sigma in px, e.g. 1.0")
     if not 0 < args.val_fraction < 1:
         raise _UsageError(f"--val-fraction {args.val_fraction:g}: must be between 0 and 1, e.g. 0.1")
     div = 2 ** args.unet_depth * GRID
@@ -113,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     log = functools.partial(print, flush=True)
     try:
         _check_arguments(args)
+        augmentation = augmentation_settings(args)
         images, masks, names = load_training_pairs(args.images, args.masks, tuple(args.patch_size))
     except (_UsageError, TrainingDataError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -125,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = TrainSettings(
         n_rays=args.n_rays, unet_n_depth=args.unet_depth, unet_n_filter_base=args.unet_filters,
         patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, val_fraction=args.val_fraction, seed=args.seed,
-        augment_scale=tuple(args.augment_scale) if args.augment_scale else None, augment_blur=args.augment_blur)
+        steps_per_epoch=args.steps_per_epoch, val_fraction=args.val_fraction, seed=args.seed, **augmentation)
     if args.out.exists():
         _clear_model_folder(args.out)
     try:

@@ -1,4 +1,4 @@
-"""Train the shipped demo model on generated nuclei; seeded, so it can be re-made.
+r"""Train the shipped demo model on generated nuclei; seeded, so it can be re-made.
 
     python -m stardist_v4d.training.train_demo_model --out DIR [options]
 
@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 
 from .synthetic import RANDOMIZED, VISIBLE_PLAIN, VISIBLE_RANDOMIZED, NucleiStyle, synthetic_dataset, synthetic_mix
+from .cli import add_augmentation_arguments, augmentation_settings
 from .train import TrainSettings, train_model
 
 TRAIN_SEED, VAL_SEED = 2026, 7
@@ -62,11 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--data-seed", type=int, default=TRAIN_SEED,
                         help="seed of the generated training images (a new seed = new images)")
-    parser.add_argument("--augment-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="also zoom half the patches by a factor in LOW..HIGH (default off)")
-    parser.add_argument("--augment-blur", type=float, default=0.0, metavar="SIGMA",
-                        help="also blur half the patches, sigma up to SIGMA px (default off)")
+    add_augmentation_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        augmentation = augmentation_settings(args)
+    except ValueError as error:
+        parser.error(str(error))
 
     started = time.monotonic()
     generate = STYLES[args.style]
@@ -75,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Generated {len(images)} + {len(val_images)} images in {time.monotonic() - started:.0f} s")
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.data_seed,
                              learning_rate=args.learning_rate,
-                             augment_scale=tuple(args.augment_scale) if args.augment_scale else None,
-                             augment_blur=args.augment_blur,
+                             **augmentation,
                              extra_config={"train_reduce_lr": {"factor": 0.5, "patience": 6, "min_delta": 0}})
     result = train_model(images, masks, args.out, settings, validation=(val_images, val_masks),
                          start_weights=args.continue_from)
