@@ -9,7 +9,6 @@ is reported in a second.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .pipeline.label_ids import LABEL_ID_MODES
+from .pipeline.model import ModelError, read_model_folder
 from .pipeline.plan import LABEL_DTYPES, output_dtype, resolve_plane_range
 
 REGISTERED_MODELS = ("2D_versatile_fluo", "2D_versatile_he", "2D_paper_dsb2018", "2D_demo")
@@ -308,21 +308,10 @@ def check_model(config: Config) -> None:
         present = sorted(p.name for p in models_dir.iterdir() if (p / "config.json").is_file())
         raise _fail("MODEL_NAME", name, f"no model folder {folder}; put the model folder (config.json + "
                     f"weights .h5) there, or choose one of: {', '.join(present + list(REGISTERED_MODELS))}")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise _fail("MODEL_NAME", name, f"{folder} has no config.json; is it a StarDist model folder?")
-    if not any(folder.glob("*.h5")):
-        raise _fail("MODEL_NAME", name, f"{folder} has no weights (.h5 file, e.g. weights_best.h5)")
     try:
-        model_config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as error:
-        raise _fail("MODEL_NAME", name, f"{config_file} is not readable JSON ({error})") from None
-    if model_config.get("n_dim", 2) != 2:
-        raise _fail("MODEL_NAME", name, f"is a {model_config.get('n_dim')}D model; this plugin needs a StarDist 2D model")
-    n_in = model_config.get("n_channel_in", 1)
-    if n_in != 1:
-        raise _fail("MODEL_NAME", name, f"expects {n_in} input channels but one channel (INPUT_CHANNEL) is given; "
-                    "use a single-channel model such as 2D_versatile_fluo")
+        read_model_folder(folder)
+    except ModelError as error:
+        raise _fail("MODEL_NAME", name, str(error)) from None
 
 
 # ------------------------------------------------------------- checks on the data

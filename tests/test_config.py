@@ -104,7 +104,7 @@ def test_3d_model_and_multichannel_model_are_refused(models_dir):
     config_file.write_text(json.dumps({"n_dim": 3, "n_channel_in": 1}))
     assert "is a 3D model; this plugin needs a StarDist 2D model" in error_of(settings(models_dir))
     config_file.write_text(json.dumps({"n_dim": 2, "n_channel_in": 3}))
-    assert "expects 3 input channels but one channel (INPUT_CHANNEL) is given" in error_of(settings(models_dir))
+    assert "expects 3 input channels, but this plugin works on one channel" in error_of(settings(models_dir))
 
 
 def test_models_path_that_is_not_a_folder(tmp_path):

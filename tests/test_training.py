@@ -55,9 +55,9 @@ def good_pair(shape=(64, 64), n=6) -> tuple[np.ndarray, np.ndarray]:
     return image.astype(np.float32), mask
 
 
-def cli_error(tmp_path: Path, capsys, images: Path, masks: Path, *extra: str) -> str:
+def cli_error(tmp_path: Path, capsys, images: Path, masks: Path, *extra: str, out: Path | None = None) -> str:
     """Run the command expecting a data error: exit code 2 and one ``error:`` line on stderr."""
-    code = main(["--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "model"),
+    code = main(["--images", str(images), "--masks", str(masks), "--out", str(out or tmp_path / "model"),
                  *TINY, *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2
@@ -234,14 +234,11 @@ def test_data_errors_come_before_tensorflow_loads(tmp_path):
 
 
 def test_cli_defaults_are_the_train_settings_defaults():
+    from stardist_v4d.training.cli import settings_from
     from stardist_v4d.training.train import TrainSettings
 
-    args, s = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o"]), TrainSettings()
-    assert (args.epochs, args.steps_per_epoch, tuple(args.patch_size), args.batch_size, args.n_rays,
-            args.val_fraction, args.seed, args.unet_depth, args.unet_filters, args.augment_scale,
-            args.augment_blur) == \
-           (s.epochs, s.steps_per_epoch, s.patch_size, s.batch_size, s.n_rays,
-            s.val_fraction, s.seed, s.unet_n_depth, s.unet_n_filter_base, s.augment_scale, s.augment_blur)
+    args = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o"])
+    assert settings_from(args, None) == TrainSettings()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from .dataset import TrainingDataError, load_training_pairs
+from .fine_tune import FINE_TUNE_LEARNING_RATE, BaseModel, BaseModelError, check_architecture_flags, find_base_model
+from .train import TrainSettings
 
-GRID = 2                       # TrainSettings.grid is (2, 2)
 MODEL_FILES = ("config.json", "weights_best.h5", "weights_last.h5", "weights_now.h5",
                "thresholds.json", "loss.png", "training.json")
 
@@ -28,8 +29,13 @@ The model folder gets config.json, weights_best.h5, thresholds.json (optimized o
 the validation images), loss.png and training.json. Ctrl-C stops training and keeps
 the best weights so far.
 
-example:
+With --from, training starts from an existing model (fine-tuning): a few dozen
+annotated images adapt it to your microscope, where training from scratch would
+need hundreds. The model keeps its architecture; the learning rate defaults lower.
+
+examples:
   python -m stardist_v4d train --images data/images --masks data/masks --out models/my_nuclei
+  python -m stardist_v4d train --from demo --images data/images --masks data/masks --out models/my_nuclei
 """
 
 
@@ -67,42 +73,73 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model folder to create (its name is the model name)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the model files in an existing --out folder")
+    parser.add_argument("--from", type=Path, dest="base_model", metavar="MODEL_DIR",
+                        help="fine-tune this model folder (or a shipped model's name, e.g. demo) "
+                             "instead of starting from random weights")
     parser.add_argument("--epochs", type=int, default=40, help="default: %(default)s")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="default: %(default)s")
     parser.add_argument("--patch-size", type=int, nargs=2, default=(256, 256), metavar=("Y", "X"),
                         help="training patch in pixels, a multiple of 2^unet-depth x 2 (default: 256 256)")
     parser.add_argument("--batch-size", type=int, default=4, help="default: %(default)s")
-    parser.add_argument("--n-rays", type=int, default=32, help="default: %(default)s")
+    parser.add_argument("--learning-rate", type=float, metavar="RATE",
+                        help=f"default: {TrainSettings.learning_rate:g}, or {FINE_TUNE_LEARNING_RATE:g} with --from")
+    parser.add_argument("--n-rays", type=int, help=f"default: {TrainSettings.n_rays} (with --from: the model's)")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="share of the pairs held out for validation and thresholds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
     add_augmentation_arguments(parser)
     advanced = parser.add_argument_group("architecture (advanced)")
-    advanced.add_argument("--unet-depth", type=int, default=3, help="U-Net levels (default: %(default)s)")
-    advanced.add_argument("--unet-filters", type=int, default=32,
-                          help="filters in the first U-Net level (default: %(default)s)")
+    advanced.add_argument("--unet-depth", type=int,
+                          help=f"U-Net levels (default: {TrainSettings.unet_n_depth}; with --from: the model's)")
+    advanced.add_argument("--unet-filters", type=int, help="filters in the first U-Net level "
+                          f"(default: {TrainSettings.unet_n_filter_base}; with --from: the model's)")
     return parser
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
+def settings_from(args: argparse.Namespace, base: BaseModel | None) -> TrainSettings:
+    """The training settings the flags ask for; with ``--from``, the architecture is the model's."""
+    if base is not None:
+        check_architecture_flags(args, base)
+        architecture = base.architecture()
+    else:
+        given = {"n_rays": args.n_rays, "unet_n_depth": args.unet_depth, "unet_n_filter_base": args.unet_filters}
+        architecture = {key: value for key, value in given.items() if value is not None}
+    learning_rate = args.learning_rate
+    if learning_rate is None:
+        learning_rate = FINE_TUNE_LEARNING_RATE if base is not None else TrainSettings.learning_rate
+    return TrainSettings(patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
+                         steps_per_epoch=args.steps_per_epoch, learning_rate=learning_rate,
+                         val_fraction=args.val_fraction, seed=args.seed, **architecture,
+                         **augmentation_settings(args))
+
+
+def _check_arguments(args: argparse.Namespace, base: BaseModel | None) -> None:
     for flag, value, low in (("--epochs", args.epochs, 1), ("--steps-per-epoch", args.steps_per_epoch, 1),
                              ("--batch-size", args.batch_size, 1), ("--n-rays", args.n_rays, 3),
                              ("--unet-depth", args.unet_depth, 1), ("--unet-filters", args.unet_filters, 1)):
-        if value < low:
+        if value is not None and value < low:
             raise _UsageError(f"{flag} {value}: must be at least {low}")
+    if args.learning_rate is not None and not 0 < args.learning_rate < 1:
+        raise _UsageError(f"--learning-rate {args.learning_rate:g}: must be between 0 and 1, e.g. 0.0003")
     if not 0 < args.val_fraction < 1:
         raise _UsageError(f"--val-fraction {args.val_fraction:g}: must be between 0 and 1, e.g. 0.1")
-    div = 2 ** args.unet_depth * GRID
-    if any(s < div or s % div for s in args.patch_size):
-        y, x = (max(div, round(s / div) * div) for s in args.patch_size)
-        raise _UsageError(f"--patch-size {args.patch_size[0]} {args.patch_size[1]}: each side must be a "
-                          f"multiple of {div} (2^unet-depth x grid {GRID}), e.g. --patch-size {y} {x}")
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise _UsageError(f"--out '{out}' is a file: give a folder for the model")
+    if base is not None and out == base.folder:
+        raise _UsageError(f"--out '{out}' is the --from model: write the fine-tuned model to a new folder")
     if out.exists() and not args.overwrite:
         raise _UsageError(f"model folder '{out}' already exists: pass --overwrite to replace "
                           "its model files, or choose another --out")
+
+
+def _check_patch_size(patch_size: tuple[int, int], settings: TrainSettings) -> None:
+    """Each patch side must pass the U-Net's poolings and the grid without remainder."""
+    div = 2 ** settings.unet_n_depth * max(settings.grid)
+    if any(s < div or s % div for s in patch_size):
+        y, x = (max(div, round(s / div) * div) for s in patch_size)
+        raise _UsageError(f"--patch-size {patch_size[0]} {patch_size[1]}: each side must be a multiple of "
+                          f"{div} (2^unet-depth x grid {max(settings.grid)}), e.g. --patch-size {y} {x}")
 
 
 def _clear_model_folder(out: Path) -> None:
@@ -123,25 +160,29 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out.expanduser().resolve()
     log = functools.partial(print, flush=True)
     try:
-        _check_arguments(args)
-        augmentation = augmentation_settings(args)
-        images, masks, names = load_training_pairs(args.images, args.masks, tuple(args.patch_size))
-    except (_UsageError, TrainingDataError) as error:
+        base = find_base_model(args.base_model) if args.base_model is not None else None
+        _check_arguments(args, base)
+        settings = settings_from(args, base)
+        _check_patch_size(settings.patch_size, settings)
+        images, masks, names = load_training_pairs(args.images, args.masks, settings.patch_size)
+    except (_UsageError, BaseModelError, TrainingDataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     log(f"Found {len(names)} image/mask pairs with {sum(int(m.max()) for m in masks)} nuclei.")
+    if base is not None:
+        log(f"Fine-tuning {base.folder.name} ({base.weights}), learning rate {settings.learning_rate:g}.")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # keep TensorFlow's start-up chatter out
-    from .train import TrainSettings, train_model           # loads TensorFlow only when training starts
+    from .train import StartWeightsError, train_model       # loads TensorFlow only when training starts
 
-    settings = TrainSettings(
-        n_rays=args.n_rays, unet_n_depth=args.unet_depth, unet_n_filter_base=args.unet_filters,
-        patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, val_fraction=args.val_fraction, seed=args.seed, **augmentation)
     if args.out.exists():
         _clear_model_folder(args.out)
     try:
-        result = train_model(images, masks, args.out, settings, log=log)
+        result = train_model(images, masks, args.out, settings, log=log,
+                             start_weights=base.weights if base is not None else None)
+    except StartWeightsError as error:
+        print(f"error: --from '{args.base_model}': {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:   # train_model keeps the best weights itself once an epoch has finished
         saved = (args.out / "weights_best.h5").exists()
         print("error: interrupted " + ("after training: thresholds.json or loss.png may be missing"

@@ -18,6 +18,10 @@ from .augment import Augmenter
 from .loss_report import overfitting_verdict, plot_losses
 
 
+class StartWeightsError(ValueError):
+    """The weights to continue from do not load into the model being trained."""
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Architecture and schedule; defaults are StarDist's standard 2D model."""
@@ -114,6 +118,16 @@ def _tensorboard_available() -> bool:
         return False
 
 
+def config_values(settings: TrainSettings) -> dict:
+    """The ``Config2D`` keywords that ``settings`` decide (``extra_config`` may add others)."""
+    return dict(
+        n_rays=settings.n_rays, grid=settings.grid, n_channel_in=1,
+        unet_n_depth=settings.unet_n_depth, unet_n_filter_base=settings.unet_n_filter_base,
+        train_patch_size=settings.patch_size, train_batch_size=settings.batch_size,
+        train_epochs=settings.epochs, train_steps_per_epoch=settings.steps_per_epoch,
+        train_learning_rate=settings.learning_rate, train_tensorboard=_tensorboard_available())
+
+
 def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Path,
                 settings: TrainSettings = TrainSettings(), log=print,
                 validation: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
@@ -141,18 +155,14 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         x_val, y_val = normalize_images(validation[0]), list(validation[1])
     log(f"Training on {len(images)} images, validating on {len(x_val)}.")
 
-    config = Config2D(
-        n_rays=settings.n_rays, grid=settings.grid, n_channel_in=1,
-        unet_n_depth=settings.unet_n_depth, unet_n_filter_base=settings.unet_n_filter_base,
-        train_patch_size=settings.patch_size, train_batch_size=settings.batch_size,
-        train_epochs=settings.epochs, train_steps_per_epoch=settings.steps_per_epoch,
-        train_learning_rate=settings.learning_rate,
-        train_tensorboard=_tensorboard_available(),
-        **settings.extra_config,
-    )
+    config = Config2D(**config_values(settings), **settings.extra_config)
     model = StarDist2D(config, name=model_dir.name, basedir=str(model_dir.parent))
     if start_weights is not None:
-        model.keras_model.load_weights(str(start_weights))
+        try:
+            model.keras_model.load_weights(str(start_weights))
+        except Exception as error:   # a wrong or broken file must not end in a Keras traceback
+            raise StartWeightsError(f"weights {start_weights} could not be loaded into this architecture "
+                                    f"({type(error).__name__}); are they from a model with the same config.json?") from None
         log(f"Continuing from {start_weights}.")
     model.prepare_for_training()
     progress = _EpochProgress(settings.epochs, log)
@@ -184,6 +194,7 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
     seconds = time.monotonic() - started
     (model_dir / "training.json").write_text(json.dumps({
         "settings": {k: v for k, v in settings.__dict__.items()},
+        "start_weights": str(start_weights) if start_weights is not None else None,
         "history": history, "thresholds": thresholds, "verdict": verdict,
         "interrupted": interrupted, "seconds": round(seconds, 1),
     }, indent=2, default=str))

@@ -1,0 +1,128 @@
+"""``train --from``: fine-tuning an existing model folder on one's own annotated images.
+
+One test trains (a tiny model, one short epoch); the error cases stop before
+TensorFlow loads, on fake model folders (config.json + an empty weights file).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_factory import make_tiny_model
+from stardist_v4d.config import shipped_models_dir
+from stardist_v4d.training.cli import build_parser, main, settings_from
+from stardist_v4d.training.fine_tune import FINE_TUNE_LEARNING_RATE, find_base_model
+from test_training import cli_error, good_pair, write_pairs
+
+SCHEDULE = ["--patch-size", "64", "64", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
+            "--val-fraction", "0.25"]
+
+
+def fake_model(folder: Path, **config) -> Path:
+    """A model folder that passes the file checks: config.json and an empty weights file.
+
+    Its architecture is the tiny one that ``cli_error``'s flags (``TINY``) ask for."""
+    folder.mkdir(parents=True)
+    values = {"n_dim": 2, "n_channel_in": 1, "n_rays": 8, "grid": [2, 2], "unet_n_depth": 1,
+              "unet_n_filter_base": 4, "train_epochs": 400, **config}
+    (folder / "config.json").write_text(json.dumps(values))
+    (folder / "weights_best.h5").write_bytes(b"")
+    return folder
+
+
+def error_of(tmp_path: Path, capsys, *extra: str, out: Path | None = None) -> str:
+    """Run ``train`` on two good pairs expecting a usage error (see ``cli_error``)."""
+    images, masks = write_pairs(tmp_path, {"a": good_pair(), "b": good_pair()})
+    return cli_error(tmp_path, capsys, images, masks, *extra, out=out)
+
+
+def test_fine_tuning_starts_from_the_base_weights_and_keeps_its_architecture(tmp_path, capsys):
+    from stardist_v4d.training.synthetic import synthetic_dataset
+
+    base = make_tiny_model(tmp_path / "models", "base", n_rays=8)
+    base_bytes = (base / "weights_best.h5").read_bytes()
+    images, masks = synthetic_dataset(4, shape=(96, 96), seed=3)
+    write_pairs(tmp_path, {f"img{i}": pair for i, pair in enumerate(zip(images, masks))})
+    out = tmp_path / "models" / "tuned"
+
+    # a learning rate near zero: the result must still be the base model's weights
+    assert main(["--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--out", str(out),
+                 "--from", str(base), "--learning-rate", "1e-12", *SCHEDULE]) == 0
+    assert "Fine-tuning base" in capsys.readouterr().out
+
+    config = json.loads((out / "config.json").read_text())
+    assert (config["n_rays"], config["unet_n_depth"], config["unet_n_filter_base"]) == (8, 1, 4)
+    record = json.loads((out / "training.json").read_text())
+    assert record["start_weights"] == str((base / "weights_best.h5").resolve())
+    assert record["settings"]["learning_rate"] == 1e-12
+    assert (base / "weights_best.h5").read_bytes() == base_bytes          # the base model is untouched
+    assert (out / "thresholds.json").is_file()
+
+    from stardist.models import StarDist2D
+    from csbdeep.utils import normalize
+    tuned = StarDist2D(None, name="tuned", basedir=str(out.parent))
+    before = StarDist2D(None, name="base", basedir=str(base.parent)).keras_model.get_weights()
+    after = tuned.keras_model.get_weights()
+    assert len(before) == len(after)
+    assert all(np.allclose(b, a, atol=1e-6) for b, a in zip(before, after))
+    labels, _ = tuned.predict_instances(normalize(images[0], 1, 99.8))
+    assert labels.shape == images[0].shape
+
+
+def test_fine_tuning_defaults_to_the_lower_learning_rate_and_the_models_architecture(tmp_path):
+    base = find_base_model(fake_model(tmp_path / "base", n_rays=16, unet_n_depth=2, unet_kernel_size=[5, 5]))
+    args = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o", "--from", str(base.folder)])
+    settings = settings_from(args, base)
+    assert settings.learning_rate == FINE_TUNE_LEARNING_RATE
+    assert (settings.n_rays, settings.unet_n_depth, settings.grid) == (16, 2, (2, 2))
+    assert settings.extra_config["unet_kernel_size"] == [5, 5]      # the rest of the architecture comes along
+    assert "train_epochs" not in settings.extra_config              # the schedule comes from the flags
+
+
+def test_shipped_model_is_found_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                                     # no ./demo folder here
+    base = find_base_model(Path("demo"))
+    assert base.folder == (shipped_models_dir() / "demo").resolve()
+    assert base.weights.name == "weights_best.h5"
+
+
+def test_missing_base_model_says_what_to_give(tmp_path, capsys):
+    err = error_of(tmp_path, capsys, "--from", str(tmp_path / "nowhere"))
+    assert f"--from '{tmp_path / 'nowhere'}': no such model folder" in err
+    assert "demo" in err                                            # names the shipped models
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"n_channel_in": 3}, "expects 3 input channels"),
+    ({"n_dim": 3}, "is a 3D model"),
+    ({"n_classes": 4}, "sorts nuclei into 4 classes"),
+])
+def test_unusable_base_model(tmp_path, capsys, config, message):
+    base = fake_model(tmp_path / "base", **config)
+    assert message in error_of(tmp_path, capsys, "--from", str(base))
+
+
+def test_base_model_without_weights(tmp_path, capsys):
+    base = fake_model(tmp_path / "base")
+    (base / "weights_best.h5").unlink()
+    assert "has no weights (.h5 file" in error_of(tmp_path, capsys, "--from", str(base))
+
+
+def test_architecture_flag_that_contradicts_the_base_model(tmp_path, capsys):
+    base = fake_model(tmp_path / "base", n_rays=32)
+    err = error_of(tmp_path, capsys, "--from", str(base), "--n-rays", "16")
+    assert "--n-rays 16: the model in --from has n_rays = 32" in err and "leave out --n-rays" in err
+
+
+def test_fine_tuning_into_the_base_folder_is_refused(tmp_path, capsys):
+    base = fake_model(tmp_path / "base")
+    err = error_of(tmp_path, capsys, "--from", str(base), "--overwrite", out=base)
+    assert "is the --from model: write the fine-tuned model to a new folder" in err
+    assert (base / "config.json").is_file() and (base / "weights_best.h5").is_file()
+
+
+def test_bad_learning_rate(tmp_path, capsys):
+    assert "--learning-rate 0: must be between 0 and 1" in error_of(tmp_path, capsys, "--learning-rate", "0")
