@@ -3,7 +3,7 @@
     python bench/select_demo_model.py MODEL_DIR [MODEL_DIR ...] [--style shifted] [--seed 100] [--n-images 240]
 
 Scores each candidate model folder (at its own thresholds) on a held-out generated set
-that no training or validation run used (256 x 256; training used seeds 2026-2033,
+that no training or validation run used (256 x 256; training used seeds 2026-2034,
 validation seed 7), with the two halves of the set (even / odd images) beside the total:
 
 - ``shifted`` (the rule from v9 on): a held-out *domain*, a look no training stage draws
