@@ -124,5 +124,11 @@ def test_fine_tuning_into_the_base_folder_is_refused(tmp_path, capsys):
     assert (base / "config.json").is_file() and (base / "weights_best.h5").is_file()
 
 
+def test_weights_that_do_not_load_leave_no_model_folder(tmp_path, capsys):
+    base = fake_model(tmp_path / "base")               # its weights file is empty: TensorFlow cannot read it
+    err = error_of(tmp_path, capsys, "--from", str(base))
+    assert "could not be loaded into this architecture" in err
+
+
 def test_bad_learning_rate(tmp_path, capsys):
     assert "--learning-rate 0: must be between 0 and 1" in error_of(tmp_path, capsys, "--learning-rate", "0")

@@ -175,12 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # keep TensorFlow's start-up chatter out
     from .train import StartWeightsError, train_model       # loads TensorFlow only when training starts
 
-    if args.out.exists():
+    created = not args.out.exists()
+    if not created:
         _clear_model_folder(args.out)
     try:
         result = train_model(images, masks, args.out, settings, log=log,
                              start_weights=base.weights if base is not None else None)
-    except StartWeightsError as error:
+    except StartWeightsError as error:          # nothing trained: leave no half-made model folder
+        _clear_model_folder(args.out)
+        if created:
+            args.out.rmdir()
         print(f"error: --from '{args.base_model}': {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:   # train_model keeps the best weights itself once an epoch has finished

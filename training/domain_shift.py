@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
 
-from .synthetic import (RANDOMIZED, _drop_fragments, _place_nuclei, _smooth_noise, draw_look, nucleus_outline,
+from .synthetic import (RANDOMIZED, draw_look, drop_fragments, nucleus_outline, place_nuclei, smooth_noise,
                         visible_labels)
 
 MIN_CONTRAST_TO_NOISE = 1.0     # the annotator convention of the training labels
@@ -53,7 +53,7 @@ def packed_monolayer(shape: tuple[int, int], rng: np.random.Generator) -> np.nda
             free = labels[rr, cc] == 0
             label += 1
             labels[rr[free], cc[free]] = label
-    return _drop_fragments(labels)
+    return drop_fragments(labels)
 
 
 def _sphere_profile(labels: np.ndarray) -> np.ndarray:
@@ -105,14 +105,14 @@ def shifted_nuclei(shape: tuple[int, int], rng: np.random.Generator, packed: boo
     if packed:
         labels = packed_monolayer(shape, rng)
     else:
-        labels, _ = _place_nuclei(shape, RANDOMIZED, rng, draw_look(rng))
+        labels, _ = place_nuclei(shape, RANDOMIZED, rng, draw_look(rng))
     n = int(labels.max())
     brightness = np.exp(rng.normal(0, rng.uniform(0.15, 0.45), size=n + 1))
     mitotic = rng.random(n + 1) < rng.uniform(0.0, 0.04)
     brightness[mitotic] *= rng.uniform(3, 8, size=int(mitotic.sum()))
     brightness[0] = 0.0
     signal = brightness[labels] * _sphere_profile(labels)
-    signal *= np.clip(1 + rng.uniform(0.02, 0.15) * _smooth_noise(shape, rng.uniform(0.8, 2.0), rng), 0.3, None)
+    signal *= np.clip(1 + rng.uniform(0.02, 0.15) * smooth_noise(shape, rng.uniform(0.8, 2.0), rng), 0.3, None)
 
     cytoplasm = ndi.gaussian_filter(ndi.grey_dilation(brightness[labels], size=int(rng.integers(5, 15))), 3.0)
     cytoplasm *= rng.uniform(0.03, 0.15)

@@ -119,14 +119,14 @@ def nucleus_outline(center: tuple[float, float], radius: float, rng: np.random.G
     return np.stack([y, x], axis=1)
 
 
-def _smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
+def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-std smooth random field."""
     field = ndi.gaussian_filter(rng.standard_normal(shape), sigma)
     return (field - field.mean()) / (field.std() + 1e-9)
 
 
-def _place_nuclei(shape: tuple[int, int], style: NucleiStyle, rng: np.random.Generator,
-                  look: ImageLook | None = None) -> tuple[np.ndarray, list[float]]:
+def place_nuclei(shape: tuple[int, int], style: NucleiStyle, rng: np.random.Generator,
+                 look: ImageLook | None = None) -> tuple[np.ndarray, list[float]]:
     """Label image with nuclei placed freely or in touching clusters."""
     outline_kwargs: dict = {}
     radius_spread = style.radius_spread
@@ -162,10 +162,10 @@ def _place_nuclei(shape: tuple[int, int], style: NucleiStyle, rng: np.random.Gen
         labels[rr[free], cc[free]] = label
         radii.append(radius)
         filled += int(free.sum())
-    return _drop_fragments(labels), radii
+    return drop_fragments(labels), radii
 
 
-def _drop_fragments(labels: np.ndarray, min_pixels: int = 6) -> np.ndarray:
+def drop_fragments(labels: np.ndarray, min_pixels: int = 6) -> np.ndarray:
     """Keep only each label's largest connected part; drop slivers; relabel 1..n."""
     out = np.zeros_like(labels)
     next_label = 1
@@ -218,13 +218,13 @@ def render_nuclei(labels: np.ndarray, rng: np.random.Generator,
     dist = ndi.distance_transform_edt(inside & ~find_boundaries(labels, mode="inner"))
     signal *= 0.75 + 0.25 * np.tanh(dist / 3.0)
     # mild chromatin texture
-    signal *= 1 + rng.uniform(0.03, 0.15) * _smooth_noise(shape, rng.uniform(1.0, 2.0), rng)
+    signal *= 1 + rng.uniform(0.03, 0.15) * smooth_noise(shape, rng.uniform(1.0, 2.0), rng)
     # faint dark seam where neighbours touch
     seam = find_boundaries(labels, mode="inner") & inside
     signal[seam] *= rng.uniform(0.55, 0.9)
 
     haze = _haze(shape, int(rng.integers(style.haze_blobs[0], style.haze_blobs[1] + 1)), (0.1, 0.4), rng)
-    background = rng.uniform(0.02, 0.2) * (1 + 0.5 * _smooth_noise(shape, shape[0] / 4, rng))
+    background = rng.uniform(0.02, 0.2) * (1 + 0.5 * smooth_noise(shape, shape[0] / 4, rng))
 
     clean = ndi.gaussian_filter(signal, rng.uniform(*style.blur_sigma)) + haze + np.clip(background, 0, None)
     noisy = _camera(clean, rng.uniform(*style.photons), style.read_noise, rng)
@@ -261,14 +261,14 @@ def render_randomized(labels: np.ndarray, rng: np.random.Generator, look: ImageL
     signal *= (1 - look.dome) + look.dome * np.tanh(dist / rng.uniform(2.0, 5.0))
     if look.rim:
         signal *= 1 + look.rim * np.exp(-dist / 1.5) * inside
-    signal *= np.clip(1 + look.texture * _smooth_noise(shape, look.texture_scale, rng), 0.2, None)
+    signal *= np.clip(1 + look.texture * smooth_noise(shape, look.texture_scale, rng), 0.2, None)
     if look.nucleoli:
         n_spots = int(n * rng.uniform(0.5, 2.0))
         signal *= 1 - look.nucleoli * _spots(dist > 2, n_spots, rng.uniform(0.8, 1.8), rng)
     signal[rim_pixels] *= look.seam
 
     haze = _haze(shape, int(rng.integers(style.haze_blobs[0], style.haze_blobs[1] + 1)), (0.05, 0.5), rng)
-    background = look.background * np.clip(1 + 0.5 * _smooth_noise(shape, shape[0] / 4, rng), 0, None)
+    background = look.background * np.clip(1 + 0.5 * smooth_noise(shape, shape[0] / 4, rng), 0, None)
 
     clean = np.clip(ndi.gaussian_filter(signal, look.blur) + haze + background, 0, None) ** look.gamma
     noisy = _camera(clean, look.photons, style.read_noise, rng)
@@ -315,10 +315,10 @@ def synthetic_nuclei(shape: tuple[int, int], rng: np.random.Generator,
     """One image and its labels: ``(Y, X) float32`` image, ``(Y, X) uint16`` labels."""
     if style.randomize:
         look = draw_look(rng)
-        labels, _ = _place_nuclei(shape, style, rng, look)
+        labels, _ = place_nuclei(shape, style, rng, look)
         image = render_randomized(labels, rng, look, style)
     else:
-        labels, _ = _place_nuclei(shape, style, rng)
+        labels, _ = place_nuclei(shape, style, rng)
         image = render_nuclei(labels, rng, style)
     if style.min_contrast_to_noise is not None:    # uses no random numbers: same images
         labels = visible_labels(image, labels, style.min_contrast_to_noise)
