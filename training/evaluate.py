@@ -59,14 +59,15 @@ def evaluation_images(eval_dir: Path | None) -> list[tuple[str, np.ndarray, np.n
     return pairs
 
 
-def score_model(model, pairs, iou: float = 0.5) -> list[Score]:
-    """One Score per image; predictions at the model's own thresholds."""
+def score_model(model, pairs, iou: float = 0.5, **predict_kwargs) -> list[Score]:
+    """One Score per image; predictions at the model's own thresholds (``predict_kwargs``
+    go to ``predict_instances``, e.g. ``scale``)."""
     from csbdeep.utils import normalize
     from stardist.matching import matching
 
     scores = []
     for name, image, mask in pairs:
-        labels, _ = model.predict_instances(normalize(image, 1, 99.8), show_tile_progress=False)
+        labels, _ = model.predict_instances(normalize(image, 1, 99.8), show_tile_progress=False, **predict_kwargs)
         m = matching(mask, labels, thresh=iou)
         scores.append(Score(name, m.n_true, m.n_pred, m.tp, m.fp, m.fn))
     return scores
