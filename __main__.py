@@ -10,7 +10,7 @@ import sys
 USAGE = """usage: python -m stardist_v4d <command> [options]
 
 commands:
-  train   train a StarDist 2D model folder from image/mask TIFF pairs
+  train   train a StarDist 2D model folder from image/mask TIFF pairs (--from: fine-tune one)
   eval    score a model on real nuclei images with ground truth (AP and F1 at IoU 0.5)
   run     segment nuclei in a TIFF stack (the flags of stardist_2d.py; none = the demo)
 
