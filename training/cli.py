@@ -30,8 +30,9 @@ the validation images), loss.png and training.json. Ctrl-C stops training and ke
 the best weights so far.
 
 With --from, training starts from an existing model (fine-tuning): a few dozen
-annotated images adapt it to your microscope, where training from scratch would
-need hundreds. The model keeps its architecture; the learning rate defaults lower.
+annotated images adapt it to your microscope, where training from scratch on the
+same images falls far short. The model keeps its architecture; the learning rate
+defaults lower.
 
 examples:
   python -m stardist_v4d train --images data/images --masks data/masks --out models/my_nuclei
