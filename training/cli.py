@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=40, help="default: %(default)s")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="default: %(default)s")
     parser.add_argument("--patch-size", type=int, nargs=2, default=(256, 256), metavar=("Y", "X"),
-                        help="training patch in pixels, a multiple of 2^unet-depth x 2 (default: 256 256)")
+                        help="training patch in pixels, a multiple of 2^unet-depth x grid (default: 256 256)")
     parser.add_argument("--batch-size", type=int, default=4, help="default: %(default)s")
     parser.add_argument("--learning-rate", type=float, metavar="RATE",
                         help=f"default: {TrainSettings.learning_rate:g}, or {FINE_TUNE_LEARNING_RATE:g} with --from")
