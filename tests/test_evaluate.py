@@ -49,3 +49,15 @@ def test_standard_error_says_how_far_apart_two_scores_must_be():
     assert large.ap_se < small.ap_se / 9                      # 100x the trials, a tenth of the error
     assert Score("perfect", 5, 5, 5, 0, 0).ap_se == 0.0
     assert f"{small.ap_se:6.3f}" in report([small])
+
+
+def test_eval_of_a_broken_model_folder_is_one_line(tmp_path, capsys):
+    from stardist_v4d.training.evaluate import main
+
+    assert main(["--model-path", str(tmp_path), "--model", "missing"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no model folder {tmp_path / 'missing'}"
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text('{"n_dim": 2, "n_channel_in": 1}')
+    assert main(["--model-path", str(tmp_path), "--model", "noweights"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "has no weights (.h5 file" in err and "\n" not in err

@@ -95,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR,
                         help="folder of NAME_img.tif / NAME_mask.tif pairs (default: ../shared/eval)")
     args = parser.parse_args(argv)
-    if not (args.model_path / args.model / "config.json").is_file():
-        print(f"error: no model folder {args.model_path / args.model}", file=sys.stderr)
+    from ..pipeline.model import ModelError, load_model, read_model_folder
+    folder = args.model_path / args.model
+    try:
+        if not folder.is_dir():
+            raise ModelError(f"no model folder {folder}")
+        read_model_folder(folder)
+    except ModelError as error:              # checked before TensorFlow loads, in one line
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    from ..pipeline.model import load_model
     model = load_model(args.model_path, args.model)
     print(report(score_model(model, evaluation_images(args.eval_dir))))
     return 0
