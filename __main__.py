@@ -13,6 +13,7 @@ commands:
   train   train a StarDist 2D model folder from image/mask TIFF pairs (--from: fine-tune one)
   eval    score a model on real nuclei images with ground truth (AP and F1 at IoU 0.5)
   run     segment nuclei in a TIFF stack (the flags of stardist_2d.py; none = the demo)
+  measure measure existing labels (e.g. edited in Fiji) on an image: tables, Excel, plots
 
 'python -m stardist_v4d <command> --help' describes a command."""
 
@@ -27,12 +28,17 @@ def _run(argv: list[str]) -> int:
     return main(argv)
 
 
+def _measure(argv: list[str]) -> int:
+    from .remeasure import main
+    return main(argv)
+
+
 def _eval(argv: list[str]) -> int:
     from .training.evaluate import main
     return main(argv)
 
 
-COMMANDS = {"train": _train, "run": _run, "eval": _eval}
+COMMANDS = {"train": _train, "run": _run, "eval": _eval, "measure": _measure}
 
 
 def main(argv: list[str] | None = None) -> int:

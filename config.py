@@ -59,6 +59,11 @@ class Config:
     workers: int | None = None
     plane_memory_mb: int = 2048
     block_overlap: int = 128
+    measure: bool = True
+    ring_um: float = 2.0
+    pixel_size_um: tuple[float, float] | None = None
+    plots: bool = True
+    measurements_dir: Path | None = None
     input_path: Path | None = None
     output_path: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -97,6 +102,8 @@ FLAGS = {  # constant -> flag, so messages can name both
     "LABEL_IDS": "--label-ids", "LINK_IOU": "--link-iou", "WRITE_OBJECTS": "--objects/--no-objects",
     "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output",
     "WORKERS": "--workers", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
+    "MEASURE": "--measure/--no-measure", "RING_UM": "--ring-um", "PIXEL_SIZE_UM": "--pixel-size-um",
+    "PLOTS": "--plots/--no-plots", "MEASUREMENTS_DIR": "--measurements-dir",
 }
 
 
@@ -158,6 +165,22 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                    f"are tiled, huge ones predicted in blocks (default {defaults.plane_memory_mb})")
     p.add_argument("--block-overlap", type=int, help="overlap of blocks for huge planes, in pixels; must exceed "
                    f"the largest nucleus' size (default {defaults.block_overlap})")
+    measure = p.add_mutually_exclusive_group()
+    measure.add_argument("--measure", dest="measure", action="store_const", const=True,
+                         help="also measure every nucleus: tables (CSV, Excel) and plots beside the output [default]")
+    measure.add_argument("--no-measure", dest="measure", action="store_const", const=False,
+                         help="labels (and outlines) only")
+    p.add_argument("--ring-um", type=float, help="width of the ring around each nucleus whose channel means "
+                   f"are measured, in um (default {defaults.ring_um:g})")
+    p.add_argument("--pixel-size-um", type=float, nargs=2, metavar=("X", "Y"),
+                   help="pixel size in um for the measurements (default: the file's)")
+    plots = p.add_mutually_exclusive_group()
+    plots.add_argument("--plots", dest="plots", action="store_const", const=True,
+                       help="draw the area histogram, density maps, counts and an outline overlay [default]")
+    plots.add_argument("--no-plots", dest="plots", action="store_const", const=False,
+                       help="tables only, no pictures")
+    p.add_argument("--measurements-dir", type=Path, help="folder for the tables and plots "
+                   "(default: beside the output)")
     p.add_argument("--overwrite", action="store_const", const=True, help="replace an existing output file")
     return p
 
@@ -267,8 +290,30 @@ def check_settings(config: Config) -> None:
         raise _fail("PLANE_MEMORY_MB", config.plane_memory_mb, "must be whole megabytes >= 64, e.g. 2048")
     if not (_is_int(config.block_overlap) and config.block_overlap >= 16):
         raise _fail("BLOCK_OVERLAP", config.block_overlap, "must be whole pixels >= 16, above the largest nucleus' size, e.g. 128")
+    check_measure_settings(config)
     _check_files(config)
     check_model(config)
+
+
+def check_measure_settings(config: Config) -> None:
+    """MEASURE, RING_UM, PIXEL_SIZE_UM, PLOTS, MEASUREMENTS_DIR."""
+    for name in ("MEASURE", "PLOTS"):
+        if not isinstance(getattr(config, name.lower()), bool):
+            raise _fail(name, getattr(config, name.lower()), "must be True or False")
+    if not _is_number(config.ring_um) or not 0 < config.ring_um <= 100:
+        raise _fail("RING_UM", config.ring_um, "must be a width in um above 0 and at most 100, e.g. 2")
+    size = config.pixel_size_um
+    if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2
+                                 and all(_is_number(v) and 0 < v <= 1000 for v in size)):
+        raise _fail("PIXEL_SIZE_UM", size, "must be None (the file's) or two sizes in um (x, y) above 0, e.g. (0.5, 0.5)")
+    folder = config.measurements_dir
+    if folder is not None:
+        if not isinstance(folder, (str, Path)) or not str(folder).strip():
+            raise _fail("MEASUREMENTS_DIR", folder, "must be None (beside the output) or a folder path")
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise _fail("MEASUREMENTS_DIR", str(folder), "is a file, not a folder")
+        if not Path(folder).exists() and not Path(folder).parent.is_dir():
+            raise _fail("MEASUREMENTS_DIR", str(folder), f"its parent folder {Path(folder).parent} does not exist")
 
 
 def _check_percentiles(value: Any) -> None:

@@ -10,7 +10,7 @@ import time
 from collections import deque
 
 from stardist_v4d.pipeline.predict import SparsePrediction, instances
-from stardist_v4d.pipeline.workers import PendingPool, instances_job
+from stardist_v4d.pipeline.workers import PendingPool, post_process
 
 
 def pooled_rate(sparse: list[SparsePrediction], workers: int) -> float:
@@ -20,7 +20,7 @@ def pooled_rate(sparse: list[SparsePrediction], workers: int) -> float:
     try:
         started, in_flight = time.perf_counter(), deque()
         for sp in sparse:
-            in_flight.append(pool.submit(instances_job, sp))
+            in_flight.append(pool.submit(post_process, sp))
             if len(in_flight) >= workers + 2:
                 in_flight.popleft().result()
         while in_flight:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -26,7 +27,8 @@ class DatasetInfo:
     """What a run needs to know of the data before reading any plane.
 
     ``dtype`` is the pixel type of the input channels; ``pixel_size_um`` is
-    ``(x, y, z)`` in micrometres, each ``None`` where unknown.
+    ``(x, y, z)`` in micrometres, each ``None`` where unknown; ``time_increment_s``
+    is the time between time points in seconds, ``None`` where unknown.
     """
 
     size_t: int
@@ -39,6 +41,7 @@ class DatasetInfo:
     pixel_size_um: tuple[float | None, float | None, float | None] = (None, None, None)
     active_time_point: int = 0
     source: str = ""               # shown in messages: a file path, an image set name
+    time_increment_s: float | None = None
 
     @property
     def plane_shape(self) -> tuple[int, int]:
@@ -50,12 +53,15 @@ class Nucleus:
     """One detected object in one plane, as hosts that store objects want it.
 
     ``contour`` is ``(N, 2)`` float ``(y, x)`` vertices in plane pixel coordinates;
-    ``label`` is the ID it carries in the label channel.
+    ``label`` is the ID it carries in the label channel; ``features`` are its
+    measurements in words with units (``{"Area (um2)": 42.0, ...}``) when the run
+    measures, for hosts that attach features to objects.
     """
 
     label: int
     contour: np.ndarray
     probability: float = 1.0
+    features: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,6 +113,18 @@ class Host(ABC):
 
     def cancelled(self) -> bool:
         """True when the user asked to stop; checked between planes."""
+        return False
+
+    def measurements_place(self) -> tuple[Path, str] | None:
+        """``(folder, stem)`` where a run's tables and plots go by default; None = nowhere.
+
+        MEASUREMENTS_DIR overrides the folder. A host that writes no files (inside
+        arivis) returns None.
+        """
+        return None
+
+    def keeps_features(self) -> bool:
+        """Whether ``add_objects`` attaches each Nucleus' ``features`` to its object."""
         return False
 
     def allows_worker_processes(self) -> bool:

@@ -1,10 +1,8 @@
 """A TIFF stack as a host, for headless runs and tests.
 
 Input is one TIFF (ImageJ hyperstack, OME-TIFF or plain multi-page) with any
-subset and order of the T, Z, C, Y, X axes. It is opened read-only once and read
-one plane at a time: through a memory map when its pixels are contiguous and
-uncompressed (this covers ImageJ hyperstacks over 4 GiB, whose file holds a
-single IFD), through the TIFF pages otherwise. The stack is never loaded whole.
+subset and order of the T, Z, C, Y, X axes, read one plane at a time by
+``tiff_reader.TiffStack`` (opened read-only; never loaded whole).
 
 Output is a new OME-TIFF ``TZCYX`` holding every input channel plus the label
 channel last. It is written through a memory map to ``OUTPUT.partial`` and
@@ -24,8 +22,8 @@ from tqdm import tqdm
 
 from .base import DatasetInfo, Host, Nucleus, OutputTarget
 from .imagej_rois import RoiSidecar, sidecar_path
-from .tiff_metadata import (channel_names, normalize_axes, output_metadata, pixel_size_um,
-                            read_run_description)
+from .tiff_metadata import output_metadata, read_run_description
+from .tiff_reader import TiffStack
 
 __all__ = ["TiffHost", "read_run_description", "PARTIAL_SUFFIX"]
 
@@ -56,14 +54,9 @@ class TiffHost(Host):
         self._written: set[tuple[int, int]] = set()
         self._finished: OutputTarget | None = None
         self._bar: tqdm | None = None
-        self._memmap: np.memmap | None = None
         self._rois: RoiSidecar | None = None
-        self._tif = tifffile.TiffFile(self.input_path)      # opened "rb": never written
-        try:
-            self._info = self._open_input(time_point)
-        except BaseException:
-            self._tif.close()
-            raise
+        self._stack = TiffStack(self.input_path, time_point)
+        self._info = self._stack.dataset_info()
 
     # ------------------------------------------------------------------ input
     def _check_paths(self, overwrite: bool) -> None:
@@ -82,65 +75,16 @@ class TiffHost(Host):
                 raise FileExistsError(f"Output {path} already exists{why}; "
                                       "use --overwrite to replace it.")
 
-    def _open_input(self, time_point: int) -> DatasetInfo:
-        """Work out how planes are laid out in the file, once."""
-        series = self._tif.series[0]
-        source = str(self.input_path)
-        self._axes = normalize_axes(series.axes, source)
-        self._shape = tuple(int(n) for n in series.shape)
-        self._dtype = np.dtype(series.dtype).newbyteorder("=")
-        sizes = dict(zip(self._axes, self._shape))
-        self._samples = sizes.get("S", 1)
-        size_c = sizes.get("C", 1) * self._samples
-        self._pages = series.pages
-        if series.dataoffset is not None:
-            self._memmap = np.memmap(self.input_path, mode="r", offset=series.dataoffset,
-                                     shape=self._shape,
-                                     dtype=np.dtype(self._tif.byteorder + self._dtype.char))
-        else:
-            page_axes = "".join(a for a in series.keyframe.axes if a in "YXS")
-            self._page_ndim = len(page_axes)
-            n_pages = math.prod(self._shape[:-self._page_ndim])
-            if self._axes[-self._page_ndim:] != page_axes or len(self._pages) != n_pages:
-                raise ValueError(f"Cannot read planes of {source}: its pages ({page_axes}) do not "
-                                 f"match its axes {series.axes!r}.")
-        return DatasetInfo(
-            size_t=sizes.get("T", 1), size_z=sizes.get("Z", 1), size_c=size_c,
-            size_y=sizes["Y"], size_x=sizes["X"], dtype=self._dtype,
-            channel_names=channel_names(self._tif, size_c),
-            pixel_size_um=pixel_size_um(self._tif),
-            active_time_point=time_point, source=source)
-
     def dataset_info(self) -> DatasetInfo:
         """Sizes, dtype, names and pixel size, read from the file once at opening."""
-        return self._info
+        return self._stack.dataset_info()
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
-        """One ``(Y, X)`` plane in the input dtype; RGB sample ``s`` of channel ``c`` is
-        channel ``c * S + s``."""
-        info = self._info
-        self._check_index(time_point, z, channel, info.size_c)
-        where = {"T": time_point, "Z": z}
-        where["C"], where["S"] = divmod(channel, self._samples)
-        index = tuple(slice(None) if ax in "YX" else where[ax] for ax in self._axes)
-        if self._memmap is not None:
-            plane = self._memmap[index]
-        else:
-            n = len(self._axes) - self._page_ndim
-            number = int(np.ravel_multi_index(index[:n], self._shape[:n])) if n else 0
-            page = self._pages[number]
-            if page is None:           # plane missing from the file: tifffile reads it as 0
-                return np.zeros(info.plane_shape, self._dtype)
-            plane = page.asarray()[index[n:]]
-        return np.array(plane, dtype=self._dtype)   # a copy in native byte order
+        """One ``(Y, X)`` input plane in the input dtype (see ``TiffStack.read_plane``)."""
+        return self._stack.read_plane(channel, time_point, z)
 
     def _check_index(self, time_point: int, z: int, channel: int, size_c: int) -> None:
-        """IndexError naming the axis; numpy would wrap negative indices silently."""
-        info = self._info
-        for what, value, size in (("channel", channel, size_c),
-                                  ("time point", time_point, info.size_t), ("z", z, info.size_z)):
-            if not 0 <= value < size:
-                raise IndexError(f"{what} {value} is out of range 0..{size - 1} in {info.source}")
+        self._stack._check_index(time_point, z, channel, size_c)
 
     # ----------------------------------------------------------------- output
     def add_channel(self, name: str, dtype: np.dtype,
@@ -159,7 +103,7 @@ class TiffHost(Host):
             raise ValueError(f"Output type {dtype} cannot hold the input's {info.dtype} values.")
         shape = (info.size_t, info.size_z, info.size_c + 1, info.size_y, info.size_x)
         metadata = output_metadata(info.channel_names + (name,), info.pixel_size_um,
-                                   self.output_path.name, description)
+                                   self.output_path.name, description, info.time_increment_s)
         metadata["Description"] = (f"Channels of {self.input_path.name} and StarDist labels "
                                    f"'{name}' (channel {info.size_c}).")
         self._out = tifffile.memmap(
@@ -199,6 +143,11 @@ class TiffHost(Host):
         if self._rois is None:
             self._rois = RoiSidecar(sidecar_path(self.output_path), self._label_channel)
         self._rois.append(time_point, z, nuclei, tag)
+
+    def measurements_place(self) -> tuple[Path, str]:
+        """Beside the output, with the ROI zip's stem: ``OUT_nuclei.csv`` for ``OUT.ome.tif``."""
+        stem = sidecar_path(self.output_path).name[: -len("_rois.zip")]
+        return self.output_path.parent, stem
 
     def report_progress(self, done: int, total: int) -> None:
         """A progress bar with rate and time left, when ``show_progress``."""
@@ -268,8 +217,7 @@ class TiffHost(Host):
     def close(self) -> None:
         """Release the input file and any open output (a ``.partial`` stays as it is)."""
         self._close_output()
-        self._memmap = None
-        self._tif.close()
+        self._stack.close()
 
     def __enter__(self) -> TiffHost:
         return self

@@ -128,6 +128,28 @@ def pixel_size_um(tif: tifffile.TiffFile) -> tuple[float | None, float | None, f
     return (x, y, z)
 
 
+#: seconds per unit of OME ``TimeIncrementUnit`` / ImageJ ``tunit``
+_SECONDS_PER_UNIT = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3,
+                     "us": 1e-6, "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0,
+                     "hour": 3600.0, "hours": 3600.0}
+
+
+def time_increment_s(tif: tifffile.TiffFile) -> float | None:
+    """Seconds between time points: OME ``TimeIncrement`` (unit default s), ImageJ ``finterval``."""
+    pixels = ome_pixels(tif)
+    if pixels is not None:
+        value, unit = pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s")
+    else:
+        ij = tif.imagej_metadata or {}
+        value, unit = ij.get("finterval"), ij.get("tunit", "s")
+    factor = _SECONDS_PER_UNIT.get(_unit_key(str(unit)))
+    try:
+        seconds = float(value) * factor if value is not None and factor else None
+    except ValueError:
+        return None
+    return seconds if seconds and seconds > 0 else None
+
+
 def _per_unit_to_size(resolution: tuple[int, int] | None, unit: str | None) -> float | None:
     """A TIFF rational resolution (pixels per unit) as micrometres per pixel."""
     if not resolution or not resolution[0] or not resolution[1]:
@@ -136,7 +158,8 @@ def _per_unit_to_size(resolution: tuple[int, int] | None, unit: str | None) -> f
 
 
 def output_metadata(channel_names: tuple[str, ...], pixel_size: tuple[float | None, ...],
-                    name: str, description: Mapping[str, str] | None) -> dict:
+                    name: str, description: Mapping[str, str] | None,
+                    time_increment: float | None = None) -> dict:
     """tifffile OME metadata for a ``TZCYX`` output: names, pixel size, run record.
 
     The run record is an OME ``MapAnnotation`` (key/value pairs) in our namespace:
@@ -147,6 +170,9 @@ def output_metadata(channel_names: tuple[str, ...], pixel_size: tuple[float | No
         if size is not None:
             meta[f"PhysicalSize{axis}"] = float(size)
             meta[f"PhysicalSize{axis}Unit"] = "µm"
+    if time_increment:
+        meta["TimeIncrement"] = float(time_increment)
+        meta["TimeIncrementUnit"] = "s"
     if description:
         meta["StructuredAnnotations"] = {"MapAnnotation": {
             "Namespace": RUN_NAMESPACE,

@@ -28,7 +28,7 @@ import numpy as np
 from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
 
 __all__ = ["Extent", "OperationHost", "ScriptEditorHost", "UnverifiedHostCall",
-           "OutputChannelExists", "read_bounds", "nucleus_segment"]
+           "OutputChannelExists", "read_bounds", "nucleus_segment", "SegmentFeatures"]
 
 _HERE = "stardist_v4d/host_api/vision4d.py"
 
@@ -115,6 +115,53 @@ def nucleus_segment(nucleus: Nucleus, z_host: int, time_point: int, tag: str,
     segment.set_timepoint(int(time_point))
     segment.add_tag(tag)
     return segment
+
+
+class SegmentFeatures:
+    """Measurements attached to stored segments as arivis features: one descriptor each.
+
+    Call shapes of isvecova/Implant_layers_analysis ``arivis/build_implant_layers_v1.py``
+    (arivis Pro 4.4): a ``FeatureDescriptor`` named ``DESCRIPTION`` holding one float
+    ``ValueDescriptor`` named ``NAME``, made once with ``store.create_stored_feature``
+    unless ``store.get_feature_descriptors()`` lists it already; per object a
+    ``Feature`` with ``set_value(NAME, value)`` and
+    ``store.set_feature_for_object(feature, descriptor, segment)``. Descriptions are
+    ``"TAG: Area (um2)"``, so runs with other models or channel names stay apart.
+    """
+
+    def __init__(self, store: Any, tag: str) -> None:
+        self.store, self.tag = store, tag
+        self._descriptors: dict[str, Any] = {}
+
+    def _descriptor(self, name: str) -> Any:
+        if name not in self._descriptors:
+            import arivis_objects as objects
+
+            description = f"{self.tag}: {name}"
+            known = {d.get_name() for d in self.store.get_feature_descriptors()}
+            if description not in known:
+                descriptor = objects.FeatureDescriptor()
+                descriptor.set_name(description)
+                value = objects.ValueDescriptor()
+                value.set_name(name)
+                value.set_type(objects.ValueDescriptor.TYPE_FLOAT)
+                descriptor.add_value(value)
+                if not self.store.create_stored_feature(descriptor):
+                    raise HostError(f"arivis refused to create the feature {description!r} "
+                                    "(store.create_stored_feature returned False)")
+            self._descriptors[name] = self.store.get_feature_descriptor(description)
+        return self._descriptors[name]
+
+    def attach(self, segment: Any, features: Mapping[str, float]) -> None:
+        """Set every finite value of ``features`` on ``segment`` (already in the store)."""
+        import arivis_objects as objects
+
+        for name, value in features.items():
+            if not np.isfinite(value):
+                continue
+            feature = objects.Feature()
+            feature.set_value(name, float(value))
+            self.store.set_feature_for_object(feature, self._descriptor(name), segment)
 
 
 def _host_cancel_requested() -> bool:
@@ -289,6 +336,7 @@ class ScriptEditorHost(Host):
         self.time_point = time_point
         self._info: DatasetInfo | None = None
         self._store: Any = None
+        self._features: SegmentFeatures | None = None
         self._channel = -1
         self._location = "the active image set"
         self._notes: list[str] = []
@@ -346,12 +394,20 @@ class ScriptEditorHost(Host):
         write_imageset_plane(self.imageset, channel, time_point, z, np.asarray(labels))
 
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
-        """One segment per nucleus in the document's object store."""
+        """One segment per nucleus in the document's object store, with its measurements."""
         if self._store is None:
             from arivis_objects import Store
             self._store = self.document.get_store(self.imageset, Store.DOCUMENT_STORE)
+            self._features = SegmentFeatures(self._store, tag)
         for nucleus in nuclei:
-            self._store.add_object(nucleus_segment(nucleus, z, time_point, tag))
+            segment = nucleus_segment(nucleus, z, time_point, tag)
+            self._store.add_object(segment)
+            if nucleus.features:
+                self._features.attach(segment, nucleus.features)
+
+    def keeps_features(self) -> bool:
+        """Measurements go onto the stored segments (files only with MEASUREMENTS_DIR)."""
+        return True
 
     def report_progress(self, done: int, total: int) -> None:
         percent = 100 * done // max(total, 1)

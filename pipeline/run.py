@@ -20,13 +20,14 @@ from ..config import Config, check_against_dataset
 from ..host_api.base import Host, Nucleus, OutputTarget
 from . import stream
 from .gpu import configure_gpu
+from .measuring import MeasurePlan, measure_plan, with_run_ids
 from .label_ids import LabelNumbering
 from .model import load_model
 from .normalization import plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
 from .predict import predict_sparse, use_compiled_cnn
 from .tiling import auto_tiles, needs_blocks, predict_blocks
-from .workers import PendingPool, check_not_bootstrapping, start_pool
+from .workers import PendingPool, check_not_bootstrapping, measured, start_pool
 
 
 class LabelOverflowError(RuntimeError):
@@ -83,19 +84,37 @@ def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] 
     return auto_tiles(scaled, model.config, config.plane_memory_mb, overlap)
 
 
+def plane_reader(host: Host, plan: Plan, measuring: bool):
+    """``(t, z) -> PlaneInput``: the plane to segment, and every channel (read once) when measuring."""
+    size_c = host.dataset_info().size_c
+
+    def read(t: int, z: int) -> stream.PlaneInput:
+        if not measuring:
+            return stream.PlaneInput(t, z, host.read_plane(plan.channel, t, z))
+        channels = tuple(host.read_plane(c, t, z) for c in range(size_c))
+        return stream.PlaneInput(t, z, channels[plan.channel], channels)
+    return read
+
+
 def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
-                 pending: PendingPool | None) -> Iterator[tuple[int, int, np.ndarray, dict]]:
-    """``(t, z, labels, details)`` per step: whole, tiled or in blocks; with or without workers."""
+                 pending: PendingPool | None, measuring: MeasurePlan | None = None
+                 ) -> Iterator[tuple[int, int, np.ndarray, dict, dict | None]]:
+    """``(t, z, labels, details, measurements)`` per step: whole, tiled or in blocks; with or
+    without workers. ``measurements`` (plane IDs) is None when not measuring."""
     steps, info, stop = plan.steps, host.dataset_info(), host.cancelled
-    read = lambda t, z: host.read_plane(plan.channel, t, z)  # noqa: E731
+    read = plane_reader(host, plan, measuring is not None)
+    calibration = None if measuring is None else measuring.calibration
     prob_thresh, nms_thresh = config.prob_thresh, config.nms_thresh     # None: the model's own
     scale = None if config.scale == 1 else config.scale
     if uses_blocks(config, info.plane_shape):
         host.log(f"Planes of {info.size_y} x {info.size_x} exceed PLANE_MEMORY_MB "
                  f"({config.plane_memory_mb}): predicting each in blocks, one after another.")
-        segment = lambda plane: predict_blocks(  # noqa: E731
-            model, plane, normalizer, prob_thresh, nms_thresh, scale, config.plane_memory_mb,
-            config.block_overlap, host.log)
+
+        def segment(plane: stream.PlaneInput) -> tuple[np.ndarray, dict, dict | None]:
+            labels, details = predict_blocks(model, plane.plane, normalizer, prob_thresh, nms_thresh,
+                                             scale, config.plane_memory_mb, config.block_overlap, host.log)
+            return labels, details, measured(labels, details, plane.channels, calibration,
+                                             plane.time_point, plane.z)
         yield from stream.sequential(steps, read, segment, stop)
         return
     n_tiles = tiles_for(config, model, info.plane_shape)
@@ -105,10 +124,11 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
     cnn = lambda image: predict_sparse(model, image, prob_thresh, nms_thresh, n_tiles, scale)  # noqa: E731
     pool = None if pending is None else pending.ready(host.log)
     if pool is None:
-        yield from stream.sequential(steps, read, stream.in_process(normalizer, cnn), stop)
+        yield from stream.sequential(steps, read, stream.in_process(normalizer, cnn, calibration), stop)
         return
     host.log(f"{pending.n_workers} worker process(es) post-process beside the CNN.")
-    yield from stream.pipelined(steps, read, normalizer, cnn, pool, stop, depth=pending.n_workers + 2)
+    yield from stream.pipelined(steps, read, normalizer, cnn, pool, stop, depth=pending.n_workers + 2,
+                                calibration=calibration)
 
 
 def uses_blocks(config: Config, shape: tuple[int, int]) -> bool:
@@ -116,15 +136,17 @@ def uses_blocks(config: Config, shape: tuple[int, int]) -> bool:
     return needs_blocks(shape, config.plane_memory_mb / max(1.0, config.scale) ** 2)
 
 
-def nuclei_from(details: dict, run_ids: dict[int, int]) -> list[Nucleus]:
-    """One Nucleus per polygon still visible in the plane, carrying its run ID.
+def nuclei_from(details: dict, run_ids: dict[int, int],
+                features: dict[int, dict[str, float]] | None = None) -> list[Nucleus]:
+    """One Nucleus per polygon still visible in the plane, carrying its run ID (and features).
 
     StarDist numbers label ``k`` after polygon ``k - 1``; a polygon fully covered by
     its neighbours has no pixels left and is not reported.
     """
     coords, probs = details["coord"], details["prob"]
+    features = features or {}
     return [Nucleus(label=run_ids[k + 1], contour=np.asarray(coords[k]).T.astype(np.float32),
-                    probability=float(probs[k]))
+                    probability=float(probs[k]), features=features.get(run_ids[k + 1], {}))
             for k in range(len(coords)) if k + 1 in run_ids]
 
 
@@ -136,18 +158,20 @@ def run(config: Config, host: Host) -> RunSummary:
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
     host.check_output(config.output_ch_name)
+    measuring = measure_plan(config, host, plan)
     info = host.dataset_info()
     pending = None if uses_blocks(config, info.plane_shape) else start_pool(
         config.workers, len(steps), info.size_y * info.size_x, host.allows_worker_processes(), host.log)
     try:
-        return _segment(config, host, plan, summary, pending, started)
+        return _segment(config, host, plan, summary, pending, started, measuring)
     finally:
         if pending is not None:
             pending.shutdown()
 
 
 def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
-             pending: PendingPool | None, started: float) -> RunSummary:
+             pending: PendingPool | None, started: float,
+             measuring: MeasurePlan | None = None) -> RunSummary:
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
     configure_gpu(config.gpu_memory_mb, host.log)
@@ -164,13 +188,14 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     numbering = LabelNumbering(config.label_ids, config.link_iou)
     tag = f"{config.output_ch_name} ({config.model_name})"
 
-    output = host.add_channel(config.output_ch_name, plan.output_dtype,
-                              description=run_record(config, config.model_name))
+    record = run_record(config, config.model_name)
+    output = host.add_channel(config.output_ch_name, plan.output_dtype, description=record)
     summary.output_channel = output.channel
+    tables = None if measuring is None else measuring.start(record)
     completed = False
-    planes = plane_stream(config, host, plan, model, normalizer, pending)
+    planes = plane_stream(config, host, plan, model, normalizer, pending, measuring)
     try:
-        for t, z, labels, details in planes:
+        for t, z, labels, details, columns in planes:
             if host.cancelled():
                 break
             labels, run_ids = numbering.renumber(t, z, labels)
@@ -181,8 +206,14 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
                     f"{np.dtype(plan.output_dtype).name} labels hold ({limit}); set LABEL_DTYPE "
                     f"(--label-dtype) to {'uint32' if limit < 2 ** 32 - 1 else 'per_plane LABEL_IDS'}")
             host.write_plane(output.channel, t, z, labels.astype(plan.output_dtype, copy=False))
+            features = None
+            if columns is not None:
+                columns = with_run_ids(columns, run_ids)
+                if tables is not None:
+                    tables.add_plane(t, z, columns, labels)
+                features = measuring.features(columns)
             if config.write_objects:
-                host.add_objects(t, z, nuclei_from(details, run_ids), tag)
+                host.add_objects(t, z, nuclei_from(details, run_ids, features), tag)
             summary.nuclei_per_plane[(t, z)] = count
             summary.planes_done += 1
             host.log(f"t={t} z={z}: {count} nuclei")
@@ -194,6 +225,9 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
         planes.close()
         summary.completed = completed
         summary.output = host.finish(completed)
+        if tables is not None:
+            summary.output.notes.extend(tables.finish(
+                completed, lambda t, z: host.read_plane(plan.channel, t, z)))
         summary.seconds = time.monotonic() - started
         host.log(f"{'Done' if completed else 'Stopped'}: {summary.planes_done} of {len(steps)} planes, "
                  f"{summary.total_nuclei} nuclei in {summary.seconds:.1f} s -> {summary.output.location}")

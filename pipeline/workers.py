@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
+from ..analysis.measure import Calibration
 from .predict import SparsePrediction, instances
 
 #: Worker start-up is ~1 s; below this many plane pixels in a run, no pool is started
@@ -63,12 +64,29 @@ def _ready() -> int:
     """A no-op job that imports what real jobs need, so start-up happens up front."""
     import stardist.geometry  # noqa: F401
     import stardist.nms  # noqa: F401
+    import skimage.segmentation  # noqa: F401  (the measurements' ring)
     return os.getpid()
 
 
-def instances_job(sparse: SparsePrediction) -> tuple[np.ndarray, dict]:
-    """NMS and label rendering of one plane in a worker."""
-    return instances(sparse)
+def post_process(sparse: SparsePrediction, channels: Sequence[np.ndarray] | None = None,
+                 calibration: Calibration | None = None, time_point: int = 0,
+                 z: int = 0) -> tuple[np.ndarray, dict, dict | None]:
+    """NMS and label rendering of one plane, then its measurements when ``channels`` are given.
+
+    A job of the worker processes, and the same call in the run's own process when
+    there is no pool: both compute the same numbers.
+    """
+    labels, details = instances(sparse)
+    return labels, details, measured(labels, details, channels, calibration, time_point, z)
+
+
+def measured(labels: np.ndarray, details: dict, channels: Sequence[np.ndarray] | None,
+             calibration: Calibration | None, time_point: int = 0, z: int = 0) -> dict | None:
+    """The plane's nuclei table (plane IDs), or None when not measuring."""
+    if channels is None or calibration is None:
+        return None
+    from .measuring import measure_instances
+    return measure_instances(labels, details, channels, calibration, time_point, z)
 
 
 class WorkerBootstrapError(RuntimeError):

@@ -83,15 +83,96 @@ class Segment:
         return [(p.x, p.y) for p in self.polygons[0][0].contour]
 
 
+class ValueDescriptor:
+    TYPE_FLOAT = "TYPE_FLOAT"
+    TYPE_STRING = "TYPE_STRING"
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.type: str | None = None
+
+    def set_name(self, name: str) -> None:
+        assert isinstance(name, str) and name, f"set_name takes a non-empty str, got {name!r}"
+        self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
+    def set_type(self, kind: str) -> None:
+        assert kind in (self.TYPE_FLOAT, self.TYPE_STRING), f"set_type takes a TYPE_ constant, got {kind!r}"
+        self.type = kind
+
+
+class FeatureDescriptor:
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.values: list[ValueDescriptor] = []
+
+    def set_name(self, name: str) -> None:
+        assert isinstance(name, str) and name, f"set_name takes a non-empty str, got {name!r}"
+        self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
+    def add_value(self, value: ValueDescriptor) -> None:
+        assert isinstance(value, ValueDescriptor) and value.name and value.type, "add_value takes a named, typed ValueDescriptor"
+        self.values.append(value)
+
+    def get_values(self) -> list[ValueDescriptor]:
+        return list(self.values)
+
+
+class Feature:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def set_value(self, name: str, value: Any) -> None:
+        assert isinstance(name, str), f"set_value takes (name, value), got name {name!r}"
+        self.values[name] = value
+
+
 class Store:
     DOCUMENT_STORE = "DOCUMENT_STORE"
 
     def __init__(self) -> None:
         self.objects: list[Segment] = []
+        self.descriptors: dict[str, FeatureDescriptor] = {}
+        self.features: dict[tuple[int, str], dict[str, Any]] = {}   # (id(segment), descriptor) -> values
 
     def add_object(self, segment: Segment) -> None:
         assert isinstance(segment, Segment) and segment.polygons, "add_object takes a Segment with a polygon"
         self.objects.append(segment)
+
+    def get_feature_descriptors(self) -> list[FeatureDescriptor]:
+        return list(self.descriptors.values())
+
+    def get_feature_descriptor(self, name: str) -> FeatureDescriptor | None:
+        return self.descriptors.get(name)
+
+    def create_stored_feature(self, descriptor: FeatureDescriptor) -> bool:
+        assert isinstance(descriptor, FeatureDescriptor) and descriptor.name and descriptor.values, \
+            "create_stored_feature takes a named FeatureDescriptor with values"
+        if descriptor.name in self.descriptors:
+            return False
+        self.descriptors[descriptor.name] = descriptor
+        return True
+
+    def set_feature_for_object(self, feature: Feature, descriptor: FeatureDescriptor, segment: Segment) -> None:
+        assert isinstance(feature, Feature), "set_feature_for_object(feature, descriptor, object): feature first"
+        assert descriptor is self.descriptors.get(descriptor.name), "descriptor must be a stored feature"
+        assert any(segment is o for o in self.objects), "the object must be in this store"
+        names = {v.name for v in descriptor.values}
+        assert set(feature.values) <= names, f"values {set(feature.values)} not in the descriptor's {names}"
+        self.features[(id(segment), descriptor.name)] = dict(feature.values)
+
+    def features_of(self, segment: Segment) -> dict[str, Any]:
+        """``{value name: value}`` over every descriptor set on ``segment``, for assertions."""
+        found: dict[str, Any] = {}
+        for (key, _), values in self.features.items():
+            if key == id(segment):
+                found.update(values)
+        return found
 
 
 # ------------------------------------------------------------- arivis_operation
@@ -227,7 +308,9 @@ def install(monkeypatch: pytest.MonkeyPatch) -> Arivis:
             return state.viewer
 
     contents = {"arivis_core": {"Point2D": Point2D},
-                "arivis_objects": {"Polygon": Polygon, "Segment": Segment, "Store": Store},
+                "arivis_objects": {"Polygon": Polygon, "Segment": Segment, "Store": Store,
+                                   "FeatureDescriptor": FeatureDescriptor,
+                                   "ValueDescriptor": ValueDescriptor, "Feature": Feature},
                 "arivis_operation": {"Operation": Operation},
                 "arivis": {"App": App}}
     for name, members in contents.items():

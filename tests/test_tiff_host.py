@@ -69,7 +69,7 @@ def test_read_plane_never_loads_the_whole_stack(tmp_path, write_stack, random_st
     monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", whole_stack)
     monkeypatch.setattr(tifffile, "imread", whole_stack)
     with TiffHost(path, tmp_path / "out.ome.tif", show_progress=False) as host:
-        assert (host._memmap is not None) == (compression is None)   # the path under test
+        assert (host._stack._memmap is not None) == (compression is None)   # the path under test
         assert_every_plane_matches(host, array)
 
 

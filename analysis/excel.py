@@ -1,0 +1,258 @@
+"""The run's CSV tables -> one Excel workbook, for people rather than programs.
+
+The CSVs stay the complete, machine-readable record; the workbook is the same
+numbers in the form most biologists open first: one sheet per table (``Nuclei``,
+``Planes``, ``Tracks``), headers in words (``Area (um2)`` for ``area_um2``,
+``Mean Nuclei`` for ``mean_c0``), the header row frozen, and a last ``Settings``
+sheet recording how the run was made.
+
+Why streaming: a time-lapse can give millions of nucleus rows. The workbook is
+written with openpyxl in write-only mode and the CSVs are read row by row with
+the ``csv`` module, so memory stays small whatever the table size. Why numbered
+sheets: an Excel sheet holds 1,048,576 rows; a longer table continues on
+``Nuclei 2``, ``Nuclei 3``, ... with the header repeated, and the caller gets a
+note to show the user instead of a crash or a silently cut table.
+
+Why ``.partial``: the workbook is saved next to its final name and moved into
+place with ``os.replace``, so an interrupted run never leaves a half-written
+workbook that looks finished.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import openpyxl
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+#: Rows an Excel sheet holds, header included.
+EXCEL_MAX_ROWS = 1_048_576
+#: Characters an Excel cell holds; longer text is cut.
+EXCEL_MAX_CELL_CHARS = 32_767
+#: Characters in an Excel sheet name.
+EXCEL_MAX_SHEET_NAME = 31
+SETTINGS_SHEET = "Settings"
+
+#: Column-name endings that are units, longest first so ``_um2`` wins over ``_um``.
+UNIT_SUFFIXES = (
+    ("_um_per_time_point", "um per time point"),
+    ("_um_per_s", "um per s"),
+    ("_per_mm2", "per mm2"),
+    ("_per_px2", "per px2"),
+    ("_um2", "um2"),
+    ("_px2", "px2"),
+    ("_um", "um"),
+    ("_px", "px"),
+    ("_deg", "deg"),
+)
+#: Words written differently from their snake_case spelling.
+SPECIAL_WORDS = {"id": "ID", "x": "X", "y": "Y", "z": "Z"}
+#: Per-channel columns: ``mean_c0``, ``ring_mean_c1``, ...
+_CHANNEL_COLUMN = re.compile(r"(mean|min|max|sum|std|ring_mean)_c(\d+)")
+_INVALID_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+#: Integers beyond this lose digits as Excel numbers (15 significant digits); kept as text.
+_EXACT_INTEGER_LIMIT = 10 ** 15
+#: Data rows looked at to size the columns (read before the sheet's rows are written).
+_WIDTH_SAMPLE_ROWS = 100
+_MIN_WIDTH, _MAX_WIDTH = 6, 50
+
+
+def human_header(column: str, channel_names: Sequence[str]) -> str:
+    """A CSV column name in words, for a sheet's header row.
+
+    Parameters
+    ----------
+    column : snake_case column name, e.g. ``area_um2``, ``ring_mean_c1``.
+    channel_names : names of the image's channels; ``c{k}`` (0-based) becomes
+        ``channel_names[k]``, or ``C{k}`` when there is no such (non-blank) name.
+
+    Returns
+    -------
+    str
+        e.g. ``Area (um2)``, ``Ring mean Membrane``, ``Track ID``. An unknown
+        column gives its words (underscores as spaces) with a capital first letter.
+    """
+    channel = _CHANNEL_COLUMN.fullmatch(column)
+    if channel:
+        statistic, k = channel.group(1), int(channel.group(2))
+        name = channel_names[k] if k < len(channel_names) and str(channel_names[k]).strip() else f"C{k}"
+        return f"{_words(statistic)} {name}"
+    for suffix, unit in UNIT_SUFFIXES:
+        if column.endswith(suffix) and len(column) > len(suffix):
+            return f"{_words(column[:-len(suffix)])} ({unit})"
+    return _words(column)
+
+
+def _words(snake: str) -> str:
+    words = [SPECIAL_WORDS.get(word, word) for word in snake.split("_") if word]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def write_workbook(path: Path, tables: Mapping[str, Path], settings: Mapping[str, str],
+                   channel_names: Sequence[str], max_rows: int = EXCEL_MAX_ROWS) -> list[str]:
+    """Write the CSV ``tables`` and the run's ``settings`` as one workbook at ``path``.
+
+    Parameters
+    ----------
+    path : the ``.xlsx`` to write; an existing file is replaced only once the new
+        workbook is complete (it is first written to ``path + ".partial"``).
+    tables : sheet name -> CSV file, in sheet order (e.g. Nuclei, Planes, Tracks).
+        Each CSV starts with a header line of snake_case column names.
+    settings : written last, on sheet ``Settings``, as ``Setting`` / ``Value`` rows.
+    channel_names : for the per-channel headers (see `human_header`).
+    max_rows : rows a sheet may hold, header included; Excel's limit unless testing.
+
+    Returns
+    -------
+    list of str
+        One line per thing the user should know (a table continued on numbered
+        sheets); empty when nothing needed saying.
+    """
+    if max_rows < 2:
+        raise ValueError(f"max_rows must leave room for a header and a data row, not {max_rows}")
+    _check_sheet_names([*tables, SETTINGS_SHEET])
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    notes: list[str] = []
+    try:
+        workbook = openpyxl.Workbook(write_only=True)
+        for name, csv_path in tables.items():
+            note = _write_table(workbook, name, Path(csv_path), channel_names, max_rows)
+            if note:
+                notes.append(note)
+        settings_rows = ([_text_cell_value(key), _text_cell_value(value)] for key, value in settings.items())
+        _write_sheets(workbook, SETTINGS_SHEET, ["Setting", "Value"], settings_rows, max_rows)
+        workbook.save(partial)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return notes
+
+
+def _check_sheet_names(names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if not name or len(name) > EXCEL_MAX_SHEET_NAME or _INVALID_SHEET_CHARS.search(name) \
+                or name.startswith("'") or name.endswith("'"):
+            raise ValueError(f"{name!r} is not an Excel sheet name (1-{EXCEL_MAX_SHEET_NAME} characters, "
+                             "none of []:*?/\\, no leading or trailing ')")
+        if name.casefold() in seen:
+            raise ValueError(f"sheet name {name!r} is used twice (Excel ignores case)")
+        seen.add(name.casefold())
+
+
+def _write_table(workbook: openpyxl.Workbook, name: str, csv_path: Path,
+                 channel_names: Sequence[str], max_rows: int) -> str | None:
+    """One CSV -> sheet ``name`` (and ``name 2``, ... when it does not fit); the note, if any."""
+    with open(csv_path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        columns = next(reader, [])
+        header = [human_header(column.strip(), channel_names) for column in columns]
+        rows = ([_cell_value(field) for field in row] for row in reader)
+        n_rows, n_sheets = _write_sheets(workbook, name, header, rows, max_rows)
+    if n_sheets == 1:
+        return None
+    return (f"{name}: {n_rows:,} rows on sheets {name} .. {_sheet_title(name, n_sheets)} "
+            f"(Excel holds {max_rows - 1:,} rows a sheet); the CSV has them all.")
+
+
+def _write_sheets(workbook: openpyxl.Workbook, name: str, header: list[str],
+                  rows: Iterable[list], max_rows: int) -> tuple[int, int]:
+    """Stream ``rows`` onto sheets ``name``, ``name 2``, ...; returns (data rows, sheets)."""
+    rows = iter(rows)
+    per_sheet = max_rows - 1
+    n_rows = n_sheets = 0
+    while True:
+        first = list(itertools.islice(rows, min(per_sheet, _WIDTH_SAMPLE_ROWS)))
+        if not first and n_sheets:
+            return n_rows, n_sheets
+        n_sheets += 1
+        sheet = workbook.create_sheet(_sheet_title(name, n_sheets))
+        _set_widths(sheet, header, first)
+        sheet.freeze_panes = "A2"
+        sheet.append([_header_cell(sheet, text) for text in header])
+        for row in itertools.chain(first, itertools.islice(rows, per_sheet - len(first))):
+            sheet.append([_to_cell(sheet, value) for value in row])
+            n_rows += 1
+        if n_rows < n_sheets * per_sheet:  # this sheet is not full, so the rows are done
+            return n_rows, n_sheets
+
+
+def _sheet_title(name: str, number: int) -> str:
+    if number == 1:
+        return name
+    suffix = f" {number}"
+    return name[:EXCEL_MAX_SHEET_NAME - len(suffix)] + suffix
+
+
+def _set_widths(sheet, header: Sequence[str], sample: Sequence[list]) -> None:
+    """Widths from the header and the first rows, so the words in the header are readable."""
+    n_columns = max([len(header), *(len(row) for row in sample)])
+    for index in range(n_columns):
+        longest = len(header[index]) if index < len(header) else 0
+        for row in sample:
+            if index < len(row) and row[index] is not None:
+                value = row[index]
+                longest = max(longest, min(len(str(value)), 12 if isinstance(value, (int, float)) else _MAX_WIDTH))
+        width = min(max(longest + 2, _MIN_WIDTH), _MAX_WIDTH)
+        sheet.column_dimensions[get_column_letter(index + 1)].width = width
+
+
+def _cell_value(field: str) -> int | float | str | None:
+    """A CSV field as Excel should hold it: empty (or ``nan``) -> None, numbers as numbers."""
+    text = field.strip()
+    if not text:
+        return None
+    if "_" not in text:  # Python's int()/float() accept "1_000"; a CSV number never has it
+        try:
+            number = int(text)
+        except ValueError:
+            pass
+        else:
+            return number if abs(number) < _EXACT_INTEGER_LIMIT else text
+        try:
+            real = float(text)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(real):
+                return real
+            if math.isnan(real):
+                return None
+            return text  # Excel has no infinity; keep the CSV's word for it
+    return _text_cell_value(field)
+
+
+def _text_cell_value(value: object) -> str:
+    """Text Excel accepts: no control characters, at most 32,767 characters."""
+    return ILLEGAL_CHARACTERS_RE.sub("", str(value))[:EXCEL_MAX_CELL_CHARS]
+
+
+def _to_cell(sheet, value: int | float | str | None):
+    if isinstance(value, str):
+        # Written as plain text: openpyxl would otherwise read "=..." as a formula
+        # and "#N/A" as an error value.
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"
+        return cell
+    return value
+
+
+_BOLD = Font(bold=True)
+
+
+def _header_cell(sheet, text: str) -> WriteOnlyCell:
+    cell = _to_cell(sheet, _text_cell_value(text))
+    cell.font = _BOLD
+    return cell
+

@@ -1,0 +1,509 @@
+"""The pictures a microscopist looks at after a run, made from the run's CSV tables.
+
+A run writes two tables: the nuclei table (one row per nucleus, possibly tens of
+millions of rows for a long time-lapse) and the planes table (one row per
+segmented plane). From them this module draws PNGs that answer, in seconds,
+"did the segmentation work, and what does the sample look like?":
+
+- ``area_histogram.png``: nuclear areas of the whole run. Debris shows up as a
+  pile at small areas, merged nuclei as a tail at large ones.
+- ``density_tTTTT.png``: nuclei per mm² over the field, one map per time point,
+  all Z planes of the time point pooled. Holes and edges with too few nuclei
+  point at focus, illumination or tiling problems; all maps share one colour
+  scale so time points can be compared by eye.
+- ``nuclei_per_plane.png``: nuclei per plane over Z and nuclei over time; a
+  plane or time point that drops out is visible at once.
+- ``overlay_tTTTT_zZZZZ.png``: one input plane with every nucleus outline drawn
+  on it, at one image pixel per screen pixel, the direct check of the masks.
+
+Why chunks: the nuclei table is never loaded whole; every pass reads only the
+columns it needs, ``chunksize`` rows at a time, and keeps running sums (a
+histogram, bin counts), so memory is bounded by the chunk size and the number of
+bins, not by the run's length. The planes table has one row per plane (thousands,
+not millions) and is kept in memory, three columns of it.
+
+Why no pyplot: pyplot keeps global figure state and picks a GUI backend; this
+code runs inside headless pipelines and host applications, so it builds
+:class:`matplotlib.figure.Figure` objects on an Agg canvas and never imports
+pyplot. Such figures are not registered anywhere, so dropping them frees them.
+
+Units follow the tables: micrometres when the nuclei table has ``area_um2``,
+pixels when it has ``area_px2`` (no pixel size known). ``field_size`` is given in
+the same unit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Rows read at a time from the nuclei table.
+CHUNKSIZE = 200_000
+#: Resolution of the PNGs; with it the overlay's figure size maps image pixels to PNG pixels.
+DPI = 100
+#: Planes larger than this (longer side, px) are block-reduced for the overlay.
+OVERLAY_MAX_PX = 2000
+#: Planes smaller than this (longer side, px) are enlarged by an integer factor for the overlay.
+OVERLAY_MIN_PX = 500
+#: Outline colour of the overlay (RGB, 0-255): yellow stands out on any grey.
+OUTLINE_RGB = (255, 255, 0)
+#: Above this many time points the Z profile shows mean and min-max band, not one line each.
+MAX_PROFILE_LINES = 8
+
+_RC = {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12,
+       "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 9}
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One input plane and its labels, to draw the nucleus outlines on the image.
+
+    ``image`` is the channel the nuclei were segmented in, ``(Y, X)``, any dtype;
+    ``labels`` the label image as written, ``(Y, X)``, 0 = background.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    time_point: int
+    z: int
+
+
+@dataclass(frozen=True)
+class Units:
+    """Unit names of a run's tables: ``"um"`` or ``"px"`` and the derived labels."""
+
+    length: str
+
+    @property
+    def area(self) -> str:
+        """Column suffix of areas: ``um2`` or ``px2``."""
+        return f"{self.length}2"
+
+    @property
+    def area_label(self) -> str:
+        """Area unit as shown on axes: ``um²`` or ``px²``."""
+        return f"{self.length}²"
+
+    @property
+    def density_area(self) -> float:
+        """Reference area of the density, in the table's area unit: 1 mm² or 10⁶ px²."""
+        return 1e6
+
+    @property
+    def density_label(self) -> str:
+        """What a density value counts per: ``mm²`` or ``10⁶ px²``."""
+        return "mm²" if self.length == "um" else "10⁶ px²"
+
+
+@dataclass(frozen=True)
+class AreaHistogram:
+    """Histogram of nuclear areas over a whole run.
+
+    ``median`` is read off a fine histogram (``edges``' bins split 400-fold), so
+    it is exact to 1/20,000 of the area range without holding every area.
+    """
+
+    counts: np.ndarray
+    edges: np.ndarray
+    n: int
+    median: float
+    units: Units
+
+
+# ------------------------------------------------------------------ reading
+def _header(path: Path) -> list[str]:
+    """Column names of a CSV; an empty (0-byte) file has none."""
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except pd.errors.EmptyDataError:
+        return []
+
+
+def table_units(nuclei_csv: Path, planes_csv: Path | None = None) -> Units:
+    """Units of a run's tables, from the nuclei table's header (``area_um2`` or ``area_px2``).
+
+    The planes table's header is the fallback for a nuclei file without even a
+    header, so an aborted run still gets its pictures.
+    """
+    for path, um, px in ((nuclei_csv, "area_um2", "area_px2"),
+                         (planes_csv, "mean_area_um2", "mean_area_px2")):
+        if path is None:
+            continue
+        columns = _header(Path(path))
+        if um in columns:
+            return Units("um")
+        if px in columns:
+            return Units("px")
+        if columns:
+            raise ValueError(f"{path}: neither {um!r} nor {px!r} in the header {columns}")
+    raise ValueError(f"{nuclei_csv}: empty file, cannot tell the units")
+
+
+def _chunks(path: Path, columns: Sequence[str], chunksize: int) -> Iterator[pd.DataFrame]:
+    """``columns`` of ``path`` as float64, ``chunksize`` rows at a time; empty fields are NaN.
+
+    A header-only or 0-byte file yields nothing.
+    """
+    if not _header(Path(path)):
+        return
+    reader = pd.read_csv(path, usecols=list(columns), dtype=np.float64, chunksize=chunksize)
+    with reader:
+        for chunk in reader:
+            if len(chunk):
+                yield chunk
+
+
+def read_planes(planes_csv: Path, chunksize: int = CHUNKSIZE) -> pd.DataFrame:
+    """``time_point, z, nuclei`` of every segmented plane (one row per plane, duplicates dropped).
+
+    Small enough to keep: one row per plane, not per nucleus.
+    """
+    parts = [c for c in _chunks(planes_csv, ("time_point", "z", "nuclei"), chunksize)]
+    if not parts:
+        return pd.DataFrame({"time_point": np.zeros(0, np.int64), "z": np.zeros(0, np.int64),
+                             "nuclei": np.zeros(0, np.float64)})
+    planes = pd.concat(parts, ignore_index=True)
+    planes = planes.dropna(subset=["time_point", "z"])
+    planes["time_point"] = planes["time_point"].astype(np.int64)
+    planes["z"] = planes["z"].astype(np.int64)
+    planes["nuclei"] = planes["nuclei"].fillna(0.0)
+    planes = planes.drop_duplicates(subset=["time_point", "z"], keep="last")
+    return planes.sort_values(["time_point", "z"], ignore_index=True)
+
+
+# ------------------------------------------------------------------ numbers
+def area_histogram(nuclei_csv: Path, bins: int = 50, chunksize: int = CHUNKSIZE,
+                   units: Units | None = None) -> AreaHistogram:
+    """Histogram of every nucleus' area, in two chunked passes over the nuclei table.
+
+    Pass one finds the range, pass two counts into ``bins`` equal bins over it
+    (through a 400-fold finer histogram, for the median). Nuclei without an area
+    are left out. An empty table gives zero counts, ``n == 0`` and a NaN median.
+    ``units`` (default: from the header) lets a 0-byte file be plotted too.
+    """
+    units = units or table_units(nuclei_csv)
+    column = f"area_{units.area}"
+    lo, hi, n = math.inf, -math.inf, 0
+    for chunk in _chunks(nuclei_csv, (column,), chunksize):
+        values = chunk[column].to_numpy()
+        values = values[np.isfinite(values)]
+        if values.size:
+            lo, hi, n = min(lo, values.min()), max(hi, values.max()), n + values.size
+    if n == 0:
+        return AreaHistogram(np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1), 0,
+                             math.nan, units)
+    if hi <= lo:  # every nucleus the same size: one bin around it
+        lo, hi = lo - 0.5, hi + 0.5
+    split = 400
+    fine = np.zeros(bins * split, np.int64)
+    for chunk in _chunks(nuclei_csv, (column,), chunksize):
+        values = chunk[column].to_numpy()
+        values = values[np.isfinite(values)]
+        fine += np.histogram(values, bins=fine.size, range=(lo, hi))[0]
+    edges = np.linspace(lo, hi, bins + 1)
+    counts = fine.reshape(bins, split).sum(axis=1)
+    # median: the fine bin where the cumulative count passes n/2, interpolated inside it
+    cumulative = np.cumsum(fine)
+    k = int(np.searchsorted(cumulative, n / 2.0))
+    before = cumulative[k - 1] if k else 0
+    width = (hi - lo) / fine.size
+    median = lo + width * (k + (n / 2.0 - before) / max(fine[k], 1))
+    return AreaHistogram(counts, edges, n, float(median), units)
+
+
+def _grid(field_size: tuple[float, float], bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges over the field: ``bins`` along the longer side, near-square bins covering it exactly.
+
+    The bins are as square as a whole number of them per side allows, so no bin
+    hangs over the field's edge and dilutes its density.
+    """
+    width, height = (float(v) for v in field_size)
+    if not (width > 0 and height > 0):
+        raise ValueError(f"field_size must be positive (width, height), not {field_size}")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, not {bins}")
+    side = max(width, height) / bins
+    nx, ny = max(1, round(width / side)), max(1, round(height / side))
+    return np.linspace(0.0, width, nx + 1), np.linspace(0.0, height, ny + 1)
+
+
+def density_maps(nuclei_csv: Path, planes_csv: Path, field_size: tuple[float, float],
+                 bins: int = 20, chunksize: int = CHUNKSIZE
+                 ) -> tuple[dict[int, np.ndarray], dict[int, int], np.ndarray, np.ndarray]:
+    """Nuclei per mm² (or per 10⁶ px²) over the field, for every time point, in one pass.
+
+    Returns ``(maps, n_planes, x_edges, y_edges)``: ``maps[t]`` is ``(ny, nx)``,
+    row 0 at y = 0 (the image's top), counts of centroids summed over the Z
+    planes of ``t`` and divided by the number of segmented planes of ``t`` (from
+    the planes table, planes without nuclei included) and by the bin area. That
+    makes it the mean density of one plane, comparable between time points with
+    different Z ranges. Time points are those of the planes table; nuclei of
+    other time points, or outside the field, are ignored. One pass for all time
+    points, because a run can have hundreds of them and the table is large.
+    """
+    units = table_units(nuclei_csv, planes_csv)
+    x_edges, y_edges = _grid(field_size, bins)
+    nx, ny = x_edges.size - 1, y_edges.size - 1
+    width, height = x_edges[-1], y_edges[-1]
+    planes = read_planes(planes_csv)
+    per_time = planes.groupby("time_point").size()
+    times = per_time.index.to_numpy(np.int64)
+    counts = np.zeros(times.size * ny * nx, np.int64)
+    columns = ("time_point", f"centroid_x_{units.length}", f"centroid_y_{units.length}")
+    for chunk in _chunks(nuclei_csv, columns, chunksize) if times.size else ():
+        t, x, y = (chunk[c].to_numpy() for c in columns)
+        inside = (np.isfinite(t) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height))
+        t, x, y = t[inside].astype(np.int64), x[inside], y[inside]
+        k = np.minimum(np.searchsorted(times, t), times.size - 1)
+        known = times[k] == t
+        ix = np.minimum((x[known] * (nx / width)).astype(np.int64), nx - 1)
+        iy = np.minimum((y[known] * (ny / height)).astype(np.int64), ny - 1)
+        counts += np.bincount((k[known] * ny + iy) * nx + ix, minlength=counts.size)
+    bin_area = (width / nx) * (height / ny) / units.density_area
+    counts = counts.reshape(times.size, ny, nx)
+    maps = {int(t): counts[i] / (per_time.iloc[i] * bin_area) for i, t in enumerate(times)}
+    return maps, {int(t): int(n) for t, n in per_time.items()}, x_edges, y_edges
+
+
+def density_map(nuclei_csv: Path, planes_csv: Path, time_point: int,
+                field_size: tuple[float, float], bins: int = 20, chunksize: int = CHUNKSIZE
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Density of one time point as in :func:`density_maps`: ``(density, x_edges, y_edges)``.
+
+    ``density[iy, ix]`` is nuclei per mm² (per 10⁶ px² in pixel units) in the bin
+    ``[x_edges[ix], x_edges[ix+1]) x [y_edges[iy], y_edges[iy+1])``, the mean
+    over the time point's segmented planes. A time point without a segmented
+    plane raises ``ValueError`` (there is nothing to average over).
+    """
+    maps, _, x_edges, y_edges = density_maps(nuclei_csv, planes_csv, field_size, bins, chunksize)
+    if int(time_point) not in maps:
+        raise ValueError(f"time point {time_point} has no segmented plane in {planes_csv}")
+    return maps[int(time_point)], x_edges, y_edges
+
+
+# ------------------------------------------------------------------ figures
+def _figure(width_in: float, height_in: float):
+    """A pyplot-free figure on an Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_in, height_in), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: Path) -> Path:
+    """Write ``figure`` as PNG and release its artists."""
+    figure.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
+    figure.clear()
+    return path
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=16,
+            color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_area_histogram(hist: AreaHistogram, path: Path) -> Path:
+    """Bar histogram of nuclear areas with the median marked; "no nuclei" for an empty run."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        figure = _figure(7.0, 4.5)
+        ax = figure.add_subplot()
+        if hist.n == 0:
+            _no_data(ax, "no nuclei")
+            ax.set_title("Nuclear area: no nuclei")
+        else:
+            ax.stairs(hist.counts, hist.edges, fill=True, color="#4878a8", edgecolor="#24476b")
+            ax.axvline(hist.median, color="#d62728", lw=1.5, ls="--",
+                       label=f"median {hist.median:.4g} {hist.units.area_label}")
+            ax.set_xlim(hist.edges[0], hist.edges[-1])
+            ax.set_ylim(0, None)
+            ax.legend(loc="upper right")
+            ax.set_title(f"Nuclear area: {hist.n:,} nuclei, median {hist.median:.4g} "
+                         f"{hist.units.area_label}")
+        ax.set_xlabel(f"Nuclear area ({hist.units.area_label})")
+        ax.set_ylabel("Nuclei")
+        return _save(figure, path)
+
+
+def plot_density(density: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
+                 time_point: int, n_planes: int, units: Units, path: Path,
+                 vmax: float | None = None) -> Path:
+    """Heatmap of one density map, origin top-left like the image, axes in the length unit."""
+    import matplotlib
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    width, height = float(x_edges[-1]), float(y_edges[-1])
+    aspect = height / width
+    with matplotlib.rc_context(_RC):
+        figure = _figure(7.0, max(2.5, min(9.0, 6.0 * aspect + 1.0)))
+        ax = figure.add_subplot()
+        top = vmax if vmax and vmax > 0 else max(float(np.max(density, initial=0.0)), 1.0)
+        mesh = ax.pcolormesh(x_edges, y_edges, density, cmap="viridis", vmin=0.0, vmax=top,
+                             shading="flat")
+        ax.set_xlim(0.0, width)
+        ax.set_ylim(height, 0.0)  # y down, as in the image
+        ax.set_aspect("equal")
+        ax.xaxis.set_ticks_position("top")
+        ax.xaxis.set_label_position("top")
+        ax.set_xlabel(f"x ({units.length})")
+        ax.set_ylabel(f"y ({units.length})")
+        plural = "plane" if n_planes == 1 else "planes"
+        # a colour bar as tall as the map, whatever the field's aspect
+        cax = make_axes_locatable(ax).append_axes("right", size=0.25, pad=0.15)
+        figure.colorbar(mesh, cax=cax, label=f"Nuclei per {units.density_label} "
+                                           f"(mean of {n_planes} {plural})")
+        ax.set_title(f"Nuclei density, time point {time_point}", pad=12)
+        return _save(figure, path)
+
+
+def plot_nuclei_per_plane(planes: pd.DataFrame, path: Path) -> Path:
+    """Nuclei per plane over Z (per time point, or mean with min-max band) and over time."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        figure = _figure(12.0, 4.5)
+        ax_z, ax_t = figure.subplots(1, 2)
+        times = np.unique(planes["time_point"].to_numpy())
+        if times.size == 0:
+            _no_data(ax_z, "no segmented planes")
+            _no_data(ax_t, "no segmented planes")
+        elif times.size <= MAX_PROFILE_LINES:
+            colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, times.size))
+            for colour, t in zip(colours, times):
+                rows = planes[planes["time_point"] == t]
+                ax_z.plot(rows["z"], rows["nuclei"], marker="o", ms=4, color=colour,
+                          label=f"time point {t}")
+            ax_z.legend(loc="best")
+        else:
+            table = planes.pivot(index="z", columns="time_point", values="nuclei")
+            z = table.index.to_numpy()
+            ax_z.fill_between(z, table.min(axis=1), table.max(axis=1), color="#4878a8",
+                              alpha=0.3, lw=0, label=f"min-max of {times.size} time points")
+            ax_z.plot(z, table.mean(axis=1), marker="o", ms=4, color="#24476b",
+                      label="mean over time points")
+            ax_z.legend(loc="best")
+        if times.size:
+            totals = planes.groupby("time_point")["nuclei"].sum()
+            marker = "o" if totals.size <= 60 else None
+            ax_t.plot(totals.index, totals.to_numpy(), marker=marker, ms=4, color="#24476b")
+            ax_z.set_ylim(0, None)
+            ax_t.set_ylim(0, None)
+            for ax, values in ((ax_z, planes["z"]), (ax_t, totals.index)):
+                ax.xaxis.get_major_locator().set_params(integer=True)
+                ax.grid(alpha=0.3)
+                if values.nunique() == 1:  # one plane or time point: a marker, one tick
+                    only = int(values.iloc[0] if hasattr(values, "iloc") else values[0])
+                    ax.set_xlim(only - 1, only + 1)
+                    ax.set_xticks([only])
+        ax_z.set_xlabel("Z plane")
+        ax_z.set_ylabel("Nuclei per plane")
+        ax_z.set_title("Nuclei per plane over Z")
+        ax_t.set_xlabel("Time point")
+        ax_t.set_ylabel("Nuclei (sum over segmented planes)")
+        ax_t.set_title("Nuclei over time")
+        figure.tight_layout()
+        return _save(figure, path)
+
+
+def _stretch(image: np.ndarray) -> np.ndarray:
+    """``image`` as float32 in [0, 1], stretched to its 1 and 99.8 percentiles (NaN -> 0)."""
+    data = np.asarray(image, dtype=np.float32)
+    step = max(1, int(math.sqrt(data.size / 4e6)))  # percentiles from <= ~4 M pixels
+    sample = data[::step, ::step]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return np.zeros(data.shape, np.float32)
+    lo, hi = np.percentile(sample, (1.0, 99.8))
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        return np.full(data.shape, 0.5, np.float32)
+    out = (data - np.float32(lo)) / np.float32(hi - lo)
+    return np.nan_to_num(np.clip(out, 0.0, 1.0), nan=0.0)
+
+
+def overlay_rgb(overlay: Overlay) -> np.ndarray:
+    """``(Y', X', 3)`` uint8: the stretched image in grey with every outline in :data:`OUTLINE_RGB`.
+
+    Planes over :data:`OVERLAY_MAX_PX` are block-reduced (image by mean, outlines
+    by "any outline pixel in the block") so outlines survive the downscaling.
+    """
+    from skimage.measure import block_reduce
+    from skimage.segmentation import find_boundaries
+
+    image, labels = np.asarray(overlay.image), np.asarray(overlay.labels)
+    if image.ndim != 2 or image.shape != labels.shape:
+        raise ValueError(f"overlay image {image.shape} and labels {labels.shape} must be the "
+                         "same (Y, X) shape")
+    grey = _stretch(image)
+    outline = find_boundaries(labels, mode="inner")
+    factor = math.ceil(max(image.shape) / OVERLAY_MAX_PX)
+    if factor > 1:
+        grey = block_reduce(grey, (factor, factor), np.mean)
+        outline = block_reduce(outline, (factor, factor), np.max)
+    rgb = np.repeat(np.round(grey * 255).astype(np.uint8)[..., None], 3, axis=2)
+    rgb[outline] = OUTLINE_RGB
+    return rgb
+
+
+def plot_overlay(overlay: Overlay, path: Path) -> Path:
+    """The overlay at one image pixel per PNG pixel (integer-enlarged when small), titled with the count."""
+    import matplotlib
+
+    rgb = overlay_rgb(overlay)
+    labels = np.asarray(overlay.labels)
+    n = int(np.unique(labels[labels > 0]).size)
+    rows, cols = rgb.shape[:2]
+    zoom = max(1, OVERLAY_MIN_PX // max(rows, cols))
+    with matplotlib.rc_context(_RC):
+        figure = _figure(cols * zoom / DPI, rows * zoom / DPI)
+        ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+        ax.imshow(rgb, interpolation="nearest", resample=False)
+        ax.set_axis_off()
+        shrunk = rgb.shape[:2] != labels.shape
+        note = f" (shown at 1/{math.ceil(max(labels.shape) / OVERLAY_MAX_PX)})" if shrunk else ""
+        ax.set_title(f"{n:,} nuclei, time point {overlay.time_point}, z {overlay.z}{note}",
+                     fontsize=11 if cols * zoom >= 400 else 9)
+        return _save(figure, path)
+
+
+# ------------------------------------------------------------------ entry point
+def make_plots(folder: Path, nuclei_csv: Path, planes_csv: Path, field_size: tuple[float, float],
+               overlay: Overlay | None = None, *, bins: int = 20, area_bins: int = 50,
+               chunksize: int = CHUNKSIZE) -> list[Path]:
+    """Write the run's pictures into ``folder`` (created if missing); return their paths in order.
+
+    ``area_histogram.png``, one ``density_tTTTT.png`` per time point of the
+    planes table, ``nuclei_per_plane.png``, then ``overlay_tTTTT_zZZZZ.png`` when
+    ``overlay`` is given. ``field_size`` is ``(width, height)`` of the image field
+    in the tables' length unit (um, or px without a pixel size); ``bins`` is the
+    number of density bins along its longer side. Memory stays bounded by
+    ``chunksize`` rows whatever the nuclei table's length (three passes over it:
+    two for the histogram, one for all density maps).
+    """
+    folder = Path(folder)
+    folder.mkdir(exist_ok=True)
+    units = table_units(nuclei_csv, planes_csv)
+    written = [plot_area_histogram(area_histogram(nuclei_csv, area_bins, chunksize, units),
+                                   folder / "area_histogram.png")]
+    maps, n_planes, x_edges, y_edges = density_maps(nuclei_csv, planes_csv, field_size, bins,
+                                                    chunksize)
+    vmax = max((float(m.max(initial=0.0)) for m in maps.values()), default=0.0)
+    for t, density in maps.items():
+        written.append(plot_density(density, x_edges, y_edges, t, n_planes[t], units,
+                                    folder / f"density_t{t:04d}.png", vmax=vmax))
+    written.append(plot_nuclei_per_plane(read_planes(planes_csv, chunksize),
+                                         folder / "nuclei_per_plane.png"))
+    if overlay is not None:
+        name = f"overlay_t{int(overlay.time_point):04d}_z{int(overlay.z):04d}.png"
+        written.append(plot_overlay(overlay, folder / name))
+    return written

@@ -1,0 +1,134 @@
+"""The run's tables as CSV files, appended plane by plane, put in place when complete.
+
+Why CSV as the primary record: it streams (one plane's rows appended and flushed as
+that plane is written, so memory stays at one plane and a stopped run keeps the rows
+of every plane it wrote, in ``NAME.partial`` like the image), every tool reads it,
+and the Excel workbook and plots are made from it at the end. Numbers are written
+with 10 significant digits; an empty field is "not a number".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .measure import Calibration
+
+PARTIAL_SUFFIX = ".partial"
+#: Columns that hold whole numbers (written without a decimal point).
+INTEGER_COLUMNS = frozenset({"time_point", "z", "label", "nuclei", "track_id", "first_time_point",
+                             "last_time_point", "time_points"})
+
+
+def planes_columns(calibration: Calibration) -> list[str]:
+    """Columns of the per-plane table."""
+    area = calibration.area_unit
+    density = "density_per_mm2" if calibration.pixel_size_um else "density_per_px2"
+    return ["time_point", "z", "nuclei", density, f"mean_area_{area}", f"median_area_{area}",
+            "covered_fraction"]
+
+
+def plane_summary(time_point: int, z: int, nuclei: Mapping[str, np.ndarray],
+                  calibration: Calibration, plane_shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """One row of the planes table from that plane's nuclei columns.
+
+    ``covered_fraction`` is the share of the plane's pixels inside a nucleus; density
+    is nuclei per mm2 of the field (per px2 without a pixel size).
+    """
+    names = planes_columns(calibration)
+    area = np.asarray(nuclei[f"area_{calibration.area_unit}"], dtype=np.float64)
+    sy, sx = calibration.spacing
+    field = plane_shape[0] * plane_shape[1] * sy * sx          # in the area unit
+    field_for_density = field / 1e6 if calibration.pixel_size_um else field   # um2 -> mm2
+    count = len(area)
+    values = [time_point, z, count, count / field_for_density,
+              float(area.mean()) if count else np.nan,
+              float(np.median(area)) if count else np.nan,
+              float(area.sum() / field)]
+    return {name: np.array([value]) for name, value in zip(names, values)}
+
+
+def format_column(name: str, values: np.ndarray) -> list[str]:
+    """CSV fields of one column: whole numbers plain, others ``%.10g``, NaN empty."""
+    values = np.asarray(values)
+    if name in INTEGER_COLUMNS:
+        return [str(int(v)) for v in values]
+    text = np.char.mod("%.10g", values.astype(np.float64))
+    return ["" if t in ("nan", "-nan") else t for t in text.tolist()]
+
+
+class CsvTable:
+    """One CSV file: header at creation, rows appended and flushed per call.
+
+    Written as ``PATH.partial``; ``finish(True)`` renames it to ``PATH``.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.partial_path = Path(str(self.path) + PARTIAL_SUFFIX)
+        self.columns = list(columns)
+        self.rows = 0
+        self._file = open(self.partial_path, "w", newline="", encoding="utf-8")
+        self._file.write(",".join(self.columns) + "\n")
+        self._file.flush()
+
+    def append(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Rows given as columns (every column of the table, equal lengths)."""
+        fields = [format_column(name, columns[name]) for name in self.columns]
+        if not fields or not fields[0]:
+            return
+        self._file.write("".join(",".join(row) + "\n" for row in zip(*fields)))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.rows += len(fields[0])
+
+    def finish(self, completed: bool) -> Path:
+        """Close; a completed table goes to its final name. Returns where it is."""
+        if not self._file.closed:
+            self._file.close()
+        if completed:
+            os.replace(self.partial_path, self.path)
+            return self.path
+        return self.partial_path
+
+
+@dataclass(frozen=True)
+class TablePaths:
+    """Where a run's files go: ``FOLDER/STEM_nuclei.csv`` and the rest."""
+
+    folder: Path
+    stem: str
+
+    def file(self, suffix: str) -> Path:
+        return self.folder / f"{self.stem}_{suffix}"
+
+    @property
+    def nuclei(self) -> Path:
+        return self.file("nuclei.csv")
+
+    @property
+    def planes(self) -> Path:
+        return self.file("planes.csv")
+
+    @property
+    def tracks(self) -> Path:
+        return self.file("tracks.csv")
+
+    @property
+    def workbook(self) -> Path:
+        return self.file("measurements.xlsx")
+
+    @property
+    def plots(self) -> Path:
+        return self.file("plots")
+
+    def existing(self, with_tracks: bool) -> list[Path]:
+        """Files of an earlier run that a new one would replace (``.partial`` ones too)."""
+        paths = [self.nuclei, self.planes, self.workbook] + ([self.tracks] if with_tracks else [])
+        found = [p for p in paths if p.exists()]
+        found += [Path(str(p) + PARTIAL_SUFFIX) for p in paths
+                  if Path(str(p) + PARTIAL_SUFFIX).exists()]
+        return found + ([self.plots] if self.plots.exists() else [])

@@ -1,0 +1,220 @@
+"""Measuring as part of a run: per plane where NMS runs, tables and pictures at the end.
+
+A plane's measurements are computed right after its labels are rendered (in the
+worker process when there is a pool), keyed by StarDist's plane IDs; the run loop
+maps them to the IDs written, appends them to the tables and hands them to the host
+with the objects. Where the files go is the host's answer (beside a TIFF output),
+or ``MEASUREMENTS_DIR``; a host that stores objects may attach the features to them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..analysis.measure import Calibration, measure_plane
+from ..analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
+from ..analysis.tracks import TrackBuilder
+
+Columns = dict[str, np.ndarray]
+
+
+def calibration_for(pixel_size_setting: tuple[float, float] | None,
+                    file_pixel_size: Sequence[float | None], ring_um: float,
+                    source: str) -> tuple[Calibration, str]:
+    """The pixel size measurements use, and one line saying where it came from."""
+    if pixel_size_setting is not None:
+        x, y = (float(v) for v in pixel_size_setting)
+        return Calibration((x, y), ring_um), f"Measuring in um: pixel size {x:g} x {y:g} um (PIXEL_SIZE_UM)."
+    x, y = file_pixel_size[0], file_pixel_size[1]
+    if x and y:
+        return Calibration((float(x), float(y)), ring_um), f"Measuring in um: pixel size {x:g} x {y:g} um (from {source})."
+    if x or y:
+        size = float(x or y)
+        return (Calibration((size, size), ring_um),
+                f"Measuring in um: {source} states one pixel size ({size:g} um), taken for x and y; "
+                "set PIXEL_SIZE_UM (--pixel-size-um X Y) if that is wrong.")
+    return (Calibration(None, ring_um),
+            f"Pixel size unknown in {source}: measurements are in pixels (columns _px, _px2) and "
+            f"RING_UM = {ring_um:g} is taken as pixels; set PIXEL_SIZE_UM (--pixel-size-um X Y) for um.")
+
+
+def measure_instances(labels: np.ndarray, details: Mapping, channels: Sequence[np.ndarray],
+                      calibration: Calibration, time_point: int = 0, z: int = 0) -> Columns:
+    """The nuclei table of one plane as StarDist returned it (plane IDs; label k has prob[k-1])."""
+    probabilities = {k + 1: float(p) for k, p in enumerate(np.asarray(details.get("prob", ())))}
+    return measure_plane(labels, channels, probabilities, calibration, time_point, z)
+
+
+def with_run_ids(columns: Columns, run_ids: Mapping[int, int]) -> Columns:
+    """The same rows with the labels the run wrote (``{plane ID: run ID}``)."""
+    labels = np.array([run_ids[int(i)] for i in columns["label"]], np.int64)
+    return {**columns, "label": labels}
+
+
+FEATURE_COLUMNS = ("area_{A}", "perimeter_{L}", "roundness", "probability")
+
+
+def features_by_label(columns: Columns, calibration: Calibration, channel_names: Sequence[str],
+                      header: Callable[[str, Sequence[str]], str]) -> dict[int, dict[str, float]]:
+    """Per label, the features a host attaches to its object: shape, score, channel means."""
+    units = {"L": calibration.length_unit, "A": calibration.area_unit}
+    names = [c.format(**units) for c in FEATURE_COLUMNS]
+    names += [name for name in columns if name.startswith("mean_c")]
+    words = [header(name, channel_names) for name in names]
+    values = np.column_stack([np.asarray(columns[name], np.float64) for name in names]) \
+        if len(columns["label"]) else np.zeros((0, len(names)))
+    return {int(label): dict(zip(words, row.tolist()))
+            for label, row in zip(columns["label"], values)}
+
+
+def safe_stem(name: str) -> str:
+    """A file-name stem from a channel name (``StarDist (demo)`` -> ``StarDist_demo``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "stardist"
+
+
+@dataclass
+class Overlay:
+    """The plane shown with outlines: where it is, and its labels once written."""
+
+    time_point: int
+    z: int
+    labels: np.ndarray | None = None
+
+
+@dataclass
+class RunMeasurements:
+    """The tables of one run, written as its planes complete; workbook and plots at the end."""
+
+    paths: TablePaths
+    calibration: Calibration
+    channel_names: tuple[str, ...]
+    plane_shape: tuple[int, int]
+    with_tracks: bool = False
+    time_increment_s: float | None = None
+    plots: bool = True
+    overlay: Overlay | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from ..analysis.measure import column_names
+
+        self.paths.folder.mkdir(parents=True, exist_ok=True)
+        self.nuclei = CsvTable(self.paths.nuclei, column_names(len(self.channel_names), self.calibration))
+        self.planes = CsvTable(self.paths.planes, planes_columns(self.calibration))
+        self.tracks: CsvTable | None = None
+        self.track_builder: TrackBuilder | None = None
+        if self.with_tracks:
+            self.track_builder = TrackBuilder(self.calibration, self.time_increment_s)
+            self.tracks = CsvTable(self.paths.tracks, self.track_builder.columns)
+
+    def add_plane(self, time_point: int, z: int, columns: Columns, labels: np.ndarray) -> None:
+        """Append one written plane's rows (run IDs) to every table."""
+        self.nuclei.append(columns)
+        self.planes.append(plane_summary(time_point, z, columns, self.calibration, self.plane_shape))
+        if self.track_builder is not None:
+            finished = self.track_builder.add_plane(time_point, z, columns)
+            if finished is not None:
+                self.tracks.append(finished)
+        if self.overlay is not None and (time_point, z) == (self.overlay.time_point, self.overlay.z):
+            self.overlay.labels = np.array(labels, copy=True)
+
+    def finish(self, completed: bool, read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
+        """Close the tables; a completed run also gets its workbook and plots. Returns notes."""
+        if self.track_builder is not None:
+            remaining = self.track_builder.finish()
+            if remaining is not None:
+                self.tracks.append(remaining)
+        tables = {"Nuclei": self.nuclei, "Planes": self.planes}
+        if self.tracks is not None:
+            tables["Tracks"] = self.tracks
+        where = {sheet: table.finish(completed) for sheet, table in tables.items()}
+        if not completed:
+            return [f"Measurements of the {self.planes.rows} plane(s) written are kept in "
+                    f"{where['Nuclei']} (and the other .partial tables)."]
+        notes = [f"{self.nuclei.rows} nuclei measured: {where['Nuclei'].name}, "
+                 + ", ".join(p.name for s, p in where.items() if s != "Nuclei")
+                 + f" in {self.paths.folder}"]
+        from ..analysis.excel import write_workbook
+
+        notes += write_workbook(self.paths.workbook, where, self.settings, self.channel_names)
+        notes.append(f"Excel workbook: {self.paths.workbook}")
+        if self.plots:
+            from ..analysis.plots import Overlay as PlotOverlay, make_plots
+
+            picture = None
+            if self.overlay is not None and self.overlay.labels is not None:
+                picture = PlotOverlay(read_plane(self.overlay.time_point, self.overlay.z),
+                                      self.overlay.labels, self.overlay.time_point, self.overlay.z)
+            sy, sx = self.calibration.spacing
+            field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
+            pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture)
+            notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
+        return notes
+
+
+@dataclass(frozen=True)
+class MeasurePlan:
+    """What a run measures and where the results go, decided before the model loads."""
+
+    calibration: Calibration
+    channel_names: tuple[str, ...]
+    plane_shape: tuple[int, int]
+    paths: TablePaths | None                 # None: no files (features on objects only)
+    attach_features: bool = False
+    with_tracks: bool = False
+    time_increment_s: float | None = None
+    plots: bool = True
+    overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
+
+    def start(self, settings: Mapping[str, str]) -> RunMeasurements | None:
+        """Open the tables (once the output exists); None when no files are written."""
+        if self.paths is None:
+            return None
+        overlay = None if self.overlay is None else Overlay(*self.overlay)
+        return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
+                               self.with_tracks, self.time_increment_s, self.plots, overlay, settings)
+
+    def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
+        """Per label, the features the host attaches to objects (None when it attaches none)."""
+        if not self.attach_features:
+            return None
+        from ..analysis.excel import human_header
+        return features_by_label(columns, self.calibration, self.channel_names, human_header)
+
+
+def measure_plan(config, host, plan) -> MeasurePlan | None:
+    """The run's MeasurePlan, or None when nothing would use measurements.
+
+    Files go to MEASUREMENTS_DIR, else where the host puts them (beside a TIFF
+    output; nowhere inside arivis). Files of an earlier run are replaced only with
+    OVERWRITE; that is checked here, before the model loads.
+    """
+    if not config.measure:
+        return None
+    info = host.dataset_info()
+    place = host.measurements_place()
+    folder = Path(config.measurements_dir) if config.measurements_dir is not None else (
+        place[0] if place else None)
+    stem = place[1] if place else safe_stem(config.output_ch_name)
+    paths = TablePaths(folder, stem) if folder is not None else None
+    attach = host.keeps_features() and config.write_objects
+    if paths is None and not attach:
+        return None
+    with_tracks = config.label_ids == "track_t"
+    if paths is not None and not config.overwrite:
+        existing = paths.existing(with_tracks)
+        if existing:
+            raise FileExistsError(
+                f"Measurements {existing[0]} exist already; set OVERWRITE (--overwrite) to replace "
+                "them, MEASUREMENTS_DIR (--measurements-dir) for another folder, or MEASURE = False")
+    calibration, line = calibration_for(config.pixel_size_um, info.pixel_size_um, config.ring_um,
+                                        info.source or "the image")
+    host.log(line)
+    planes = plan.planes
+    return MeasurePlan(calibration, tuple(info.channel_names), info.plane_shape, paths, attach,
+                       with_tracks, info.time_increment_s, config.plots,
+                       (plan.time_points[0], planes[len(planes) // 2]) if planes else None)

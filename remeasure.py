@@ -1,0 +1,178 @@
+"""``python -m stardist_v4d measure``: measure labels that exist already, without segmenting.
+
+For labels edited in Fiji or made by another tool: the image's channels are measured
+inside each label and its ring, plane by plane, into the same tables, workbook and
+plots a run writes. Which planes: the ones the run segmented when the label file
+carries this plugin's run record, else every plane. The label file's planes are
+read one at a time; neither file is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .analysis.measure import measure_plane
+from .host_api.base import DatasetInfo
+from .host_api.tiff_reader import TiffStack
+from .host_api.tiff_metadata import read_run_description
+from .pipeline.label_ids import walk_order
+from .pipeline.measuring import Overlay, RunMeasurements, calibration_for
+from .analysis.tables import TablePaths
+
+
+class MeasureError(ValueError):
+    """A bad argument or file; the message is one line for the user."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m stardist_v4d measure",
+        description="Measure existing labels (e.g. edited in Fiji) on an image's channels: per-nucleus "
+                    "and per-plane tables (CSV, Excel), tracks, plots. Nothing is segmented.")
+    p.add_argument("--input", type=Path, required=True, help="the image TIFF whose channels are measured")
+    p.add_argument("--labels", type=Path, required=True, help="TIFF holding the labels (a run's output, or any label image)")
+    p.add_argument("--channel-name", default="StarDist",
+                   help="name of the label channel in --labels (default StarDist; a one-channel file needs none)")
+    p.add_argument("--output-dir", type=Path, help="folder for the tables and plots (default: beside --labels)")
+    p.add_argument("--pixel-size-um", type=float, nargs=2, metavar=("X", "Y"),
+                   help="pixel size in um (default: the image's, else the label file's)")
+    p.add_argument("--ring-um", type=float, default=2.0, help="ring width around each nucleus, in um (default 2)")
+    p.add_argument("--tracks", action="store_true",
+                   help="also write the tracks table (default: when the run record says LABEL_IDS = track_t)")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="tables only, no pictures")
+    p.add_argument("--overwrite", action="store_true", help="replace tables and plots of an earlier run")
+    return p
+
+
+def label_channel(info: DatasetInfo, name: str, path: Path) -> tuple[int, str | None]:
+    """Index of the label channel, and a line to say when it was chosen without its name."""
+    if name in info.channel_names:
+        return len(info.channel_names) - 1 - info.channel_names[::-1].index(name), None
+    if info.size_c == 1:
+        return 0, f"{path.name} has one channel ({info.channel_names[0]}): measuring it as the labels."
+    raise MeasureError(f"--channel-name {name!r}: no such channel in {path}; its channels are "
+                       f"{', '.join(info.channel_names)}: name the label channel")
+
+
+def check_same_field(image: DatasetInfo, labels: DatasetInfo) -> None:
+    """Time points, planes and plane size must agree (channels may differ)."""
+    shape = lambda i: (i.size_t, i.size_z, i.size_y, i.size_x)  # noqa: E731
+    if shape(image) != shape(labels):
+        raise MeasureError(
+            f"--labels {labels.source} has T, Z, Y, X = {shape(labels)} but --input {image.source} has "
+            f"{shape(image)}: give the labels made from this image")
+
+
+def planes_to_measure(record: dict[str, str], info: DatasetInfo) -> tuple[list[int], list[int], str, str]:
+    """Time points, planes, label-ID mode and a line saying where they came from."""
+    settings = {k[len("setting."):]: v for k, v in record.items() if k.startswith("setting.")}
+    if not settings:
+        return list(range(info.size_t)), list(range(info.size_z)), "per_plane", \
+            "No run record in the label file: measuring every plane."
+    try:
+        first, last = int(settings.get("first_plane", -1)), int(settings.get("last_plane", -1))
+        time_points = ([int(settings.get("time_point", 0))] if settings.get("current_time_point") == "True"
+                       else list(range(info.size_t)))
+    except ValueError as error:
+        raise MeasureError(f"the label file's run record is not readable ({error})") from None
+    first = 0 if first == -1 else first
+    last = info.size_z - 1 if last == -1 else last
+    planes = [z for z in range(first, last + 1) if 0 <= z < info.size_z]
+    time_points = [t for t in time_points if 0 <= t < info.size_t]
+    return time_points, planes, settings.get("label_ids", "per_plane"), \
+        f"Measuring the {len(time_points) * len(planes)} plane(s) the run segmented (its run record)."
+
+
+def integer_labels(plane: np.ndarray, where: str) -> np.ndarray:
+    """Label IDs as integers; a float plane must hold whole, non-negative numbers."""
+    if plane.dtype.kind in "ui":
+        if plane.dtype.kind == "i" and plane.min(initial=0) < 0:
+            raise MeasureError(f"{where}: negative label values; a label image holds 0 and IDs 1, 2, ...")
+        return plane
+    if not np.all(np.isfinite(plane)) or np.any(plane != np.round(plane)) or plane.min(initial=0) < 0:
+        raise MeasureError(f"{where}: not a label image (fractional or negative values); "
+                           "give a label channel (0 = background, 1, 2, ... = nuclei)")
+    return plane.astype(np.int64)
+
+
+def default_stem(labels_path: Path) -> str:
+    name = labels_path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return labels_path.stem
+
+
+def remeasure(args: argparse.Namespace, log=print) -> Path:
+    """Measure; returns the nuclei table's path."""
+    if args.ring_um <= 0 or args.ring_um > 100:
+        raise MeasureError(f"--ring-um {args.ring_um:g}: must be above 0 and at most 100 um")
+    if args.pixel_size_um is not None and not all(v > 0 for v in args.pixel_size_um):
+        raise MeasureError(f"--pixel-size-um {args.pixel_size_um}: sizes must be above 0 um")
+    folder = args.output_dir or args.labels.parent
+    if not folder.is_dir():
+        raise MeasureError(f"--output-dir {folder}: no such folder")
+    paths = TablePaths(folder, default_stem(args.labels))
+    with TiffStack(args.input) as image, TiffStack(args.labels) as label_file:
+        info, label_info = image.dataset_info(), label_file.dataset_info()
+        check_same_field(info, label_info)
+        channel, note = label_channel(label_info, args.channel_name, args.labels)
+        if note:
+            log(note)
+        run_record = read_run_description(args.labels)
+        time_points, planes, mode, line = planes_to_measure(run_record, label_info)
+        shown = int(run_record.get("setting.input_channel", 0))
+        shown = shown if 0 <= shown < info.size_c else 0
+        log(line)
+        with_tracks = args.tracks or mode == "track_t"
+        if not args.overwrite and paths.existing(with_tracks):
+            raise MeasureError(f"{paths.existing(with_tracks)[0]} exists already; use --overwrite to "
+                               "replace it, or --output-dir for another folder")
+        pixel = info.pixel_size_um if info.pixel_size_um[0] else label_info.pixel_size_um
+        calibration, line = calibration_for(args.pixel_size_um, pixel, args.ring_um, str(args.input))
+        log(line)
+        steps = walk_order("track_t" if with_tracks else "per_plane", time_points, planes)
+        overlay = Overlay(time_points[0], planes[len(planes) // 2]) if steps else None
+        record = {"measured_by": "stardist-v4d measure", "image": str(args.input),
+                  "labels": str(args.labels), "label_channel": label_info.channel_names[channel],
+                  **run_record}
+        tables = RunMeasurements(paths, calibration, info.channel_names, info.plane_shape, with_tracks,
+                                 info.time_increment_s or label_info.time_increment_s, args.plots,
+                                 overlay, record)
+        completed = False
+        try:
+            for t, z in _progress(steps):
+                labels = integer_labels(label_file.read_plane(channel, t, z), f"{args.labels} t={t} z={z}")
+                channels = [image.read_plane(c, t, z) for c in range(info.size_c)]
+                tables.add_plane(t, z, measure_plane(labels, channels, None, calibration, t, z), labels)
+            completed = True
+        finally:
+            for note in tables.finish(completed, lambda t, z: image.read_plane(shown, t, z)):
+                log(note)
+    return paths.nuclei
+
+
+def _progress(steps: Sequence[tuple[int, int]]):
+    from tqdm import tqdm
+    return tqdm(steps, unit="plane", desc="measuring", leave=False, disable=not sys.stderr.isatty())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        remeasure(args)
+    except KeyboardInterrupt:
+        print("Interrupted: the rows of every plane measured so far are in the .partial tables.",
+              file=sys.stderr)
+        return 130
+    except (MeasureError, OSError, ValueError) as error:
+        if os.environ.get("STARDIST_V4D_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
