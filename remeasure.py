@@ -144,16 +144,21 @@ def remeasure(args: argparse.Namespace, log=print) -> Path:
         tables = RunMeasurements(paths, calibration, info.channel_names, info.plane_shape, with_tracks,
                                  info.time_increment_s or label_info.time_increment_s, args.plots,
                                  overlay, record)
-        completed = False
+        read_shown = lambda t, z: image.read_plane(shown, t, z)  # noqa: E731
         try:
             for t, z in _progress(steps):
                 labels = integer_labels(label_file.read_plane(channel, t, z), f"{args.labels} t={t} z={z}")
                 channels = [image.read_plane(c, t, z) for c in range(info.size_c)]
                 tables.add_plane(t, z, measure_plane(labels, channels, None, calibration, t, z), labels)
-            completed = True
-        finally:
-            for note in tables.finish(completed, lambda t, z: image.read_plane(shown, t, z)):
+        except MeasureError:
+            tables.discard()           # a file that is not a label image: no tables at all
+            raise
+        except BaseException:          # Ctrl-C, a read error: keep the rows measured so far
+            for note in tables.finish(False, read_shown):
                 log(note)
+            raise
+        for note in tables.finish(True, read_shown):
+            log(note)
     return paths.nuclei
 
 

@@ -122,6 +122,41 @@ class RunMeasurements:
         if self.overlay is not None and (time_point, z) == (self.overlay.time_point, self.overlay.z):
             self.overlay.labels = np.array(labels, copy=True)
 
+    def _workbook_and_plots(self, where: Mapping[str, Path],
+                            read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
+        """The Excel workbook and the pictures, made from the finished CSVs.
+
+        The tables are complete before this starts; a disk or a file that fails here
+        costs the workbook or the pictures (said in a note), never the tables.
+        """
+        from ..analysis.excel import write_workbook
+        from ..analysis.plots import Overlay as PlotOverlay, make_plots
+
+        notes: list[str] = []
+        try:
+            notes += write_workbook(self.paths.workbook, where, self.settings, self.channel_names)
+            notes.append(f"Excel workbook: {self.paths.workbook}")
+        except OSError as error:
+            notes.append(f"The Excel workbook could not be written ({error}); the CSV tables are complete.")
+        picture = None
+        if self.overlay is not None and self.overlay.labels is not None:
+            picture = PlotOverlay(read_plane(self.overlay.time_point, self.overlay.z),
+                                  self.overlay.labels, self.overlay.time_point, self.overlay.z)
+        sy, sx = self.calibration.spacing
+        field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
+        try:
+            pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture)
+            notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
+        except OSError as error:
+            notes.append(f"The plots could not be written ({error}); the CSV tables are complete.")
+        return notes
+
+    def discard(self) -> None:
+        """Close and delete the unfinished tables (a run that failed on bad input)."""
+        for table in (self.nuclei, self.planes, self.tracks):
+            if table is not None:
+                table.finish(False).unlink(missing_ok=True)
+
     def finish(self, completed: bool, read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
         """Close the tables; a completed run also gets its workbook and plots. Returns notes."""
         if self.track_builder is not None:
@@ -138,21 +173,8 @@ class RunMeasurements:
         notes = [f"{self.nuclei.rows} nuclei measured: {where['Nuclei'].name}, "
                  + ", ".join(p.name for s, p in where.items() if s != "Nuclei")
                  + f" in {self.paths.folder}"]
-        from ..analysis.excel import write_workbook
-
-        notes += write_workbook(self.paths.workbook, where, self.settings, self.channel_names)
-        notes.append(f"Excel workbook: {self.paths.workbook}")
-        if self.plots:
-            from ..analysis.plots import Overlay as PlotOverlay, make_plots
-
-            picture = None
-            if self.overlay is not None and self.overlay.labels is not None:
-                picture = PlotOverlay(read_plane(self.overlay.time_point, self.overlay.z),
-                                      self.overlay.labels, self.overlay.time_point, self.overlay.z)
-            sy, sx = self.calibration.spacing
-            field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
-            pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture)
-            notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
+        if self.plots:                         # PLOTS = False: the CSV tables only
+            notes += self._workbook_and_plots(where, read_plane)
         return notes
 
 

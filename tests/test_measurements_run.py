@@ -1,0 +1,308 @@
+"""Measurements as a run writes them: tables, workbook, plots, tracks; and the measure command.
+
+Every value is checked against an independent ``regionprops`` of the labels as
+written in the output file, not against the code that wrote it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+import tifffile
+from skimage.measure import regionprops_table
+
+from model_factory import tiny_models_dir
+from stardist_v4d.config import Config, ConfigError, build_config
+from stardist_v4d.host_api.tiff import TiffHost
+from stardist_v4d.pipeline.run import run
+from stardist_v4d.remeasure import main as measure_main
+from stardist_v4d.training.synthetic import synthetic_nuclei
+
+SIZE = 96
+PIXEL = 0.5
+CHANNELS = ("Hoechst", "GFP")
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    return tiny_models_dir(tmp_path_factory, SIZE)
+
+
+def two_channel_stack(size_t: int = 2, size_z: int = 3, seed: int = 0) -> np.ndarray:
+    """TZCYX uint16: nuclei in channel 0, a second stain (brighter inside nuclei) in channel 1."""
+    rng = np.random.default_rng(seed)
+    stack = np.zeros((size_t, size_z, 2, SIZE, SIZE), np.uint16)
+    for t in range(size_t):
+        for z in range(size_z):
+            image, labels = synthetic_nuclei((SIZE, SIZE), rng)
+            stack[t, z, 0] = np.clip(image / image.max() * 50000, 0, 65535)
+            stack[t, z, 1] = rng.integers(100, 200, (SIZE, SIZE)) + 1000 * (labels > 0)
+    return stack
+
+
+def write_input(folder: Path, stack: np.ndarray, pixel: float | None = PIXEL, **meta) -> Path:
+    path = folder / "in.ome.tif"
+    metadata = {"axes": "TZCYX", "Channel": {"Name": list(CHANNELS)}, **meta}
+    if pixel is not None:
+        metadata.update(PhysicalSizeX=pixel, PhysicalSizeY=pixel, PhysicalSizeXUnit="µm",
+                        PhysicalSizeYUnit="µm")
+    tifffile.imwrite(path, stack, ome=True, photometric="minisblack", metadata=metadata)
+    return path
+
+
+def segment(folder: Path, models_dir: Path, stack: np.ndarray | None = None, host=TiffHost,
+            pixel: float | None = PIXEL, host_kwargs: dict | None = None, **settings):
+    stack = two_channel_stack() if stack is None else stack
+    source = write_input(folder, stack, pixel)
+    target = folder / "out.ome.tif"
+    config = Config(model2d_path=models_dir, model_name="tiny", input_path=source,
+                    output_path=target, current_time_point=False, workers=0, **settings)
+    summary = run(config, host(source, target, show_progress=False, **(host_kwargs or {})))
+    return summary, stack, target
+
+
+def written_labels(path: Path) -> np.ndarray:
+    """TZYX labels: the last channel of an output (or .partial) file."""
+    with tifffile.TiffFile(path) as tif:
+        return tif.series[0].asarray()[:, :, -1]
+
+
+@pytest.fixture(scope="module")
+def measured_run(tmp_path_factory, models_dir):
+    folder = tmp_path_factory.mktemp("run")
+    summary, stack, target = segment(folder, models_dir)
+    return summary, stack, target, folder
+
+
+def test_every_csv_value_equals_regionprops_of_the_written_labels(measured_run):
+    summary, stack, target, folder = measured_run
+    table = pd.read_csv(folder / "out_nuclei.csv")
+    labels = written_labels(target)
+    assert len(table) == summary.total_nuclei > 20
+    for (t, z), rows in table.groupby(["time_point", "z"]):
+        image = np.moveaxis(stack[t, z], 0, -1)
+        ref = pd.DataFrame(regionprops_table(labels[t, z], intensity_image=image,
+                                             properties=("label", "area", "centroid", "intensity_mean")))
+        rows = rows.set_index("label").loc[ref["label"]]
+        np.testing.assert_allclose(rows["area_um2"], ref["area"] * PIXEL ** 2, rtol=1e-9)
+        np.testing.assert_allclose(rows["centroid_x_um"], ref["centroid-1"] * PIXEL, rtol=1e-9)
+        np.testing.assert_allclose(rows["centroid_y_um"], ref["centroid-0"] * PIXEL, rtol=1e-9)
+        for k in range(2):
+            np.testing.assert_allclose(rows[f"mean_c{k}"], ref[f"intensity_mean-{k}"], rtol=1e-9)
+
+
+def test_every_nucleus_has_its_stardist_probability(measured_run):
+    table = pd.read_csv(measured_run[3] / "out_nuclei.csv")
+    assert table["probability"].between(0, 1).all()
+    assert table["probability"].min() >= 0.49        # the tiny model's threshold is near 0.5
+
+
+def test_plane_counts_equal_the_run_summary_and_every_plane_has_a_row(measured_run):
+    summary, stack, target, folder = measured_run
+    planes = pd.read_csv(folder / "out_planes.csv")
+    assert len(planes) == summary.planes_done == 6
+    counts = {(r.time_point, r.z): r.nuclei for r in planes.itertuples()}
+    assert counts == summary.nuclei_per_plane
+    labels = written_labels(target)
+    for r in planes.itertuples():
+        covered = (labels[r.time_point, r.z] > 0).mean()
+        assert r.covered_fraction == pytest.approx(covered, rel=1e-9)
+        field_mm2 = SIZE * SIZE * PIXEL ** 2 / 1e6
+        assert r.density_per_mm2 == pytest.approx(r.nuclei / field_mm2, rel=1e-9)
+
+
+def test_workbook_has_the_tables_in_words_and_the_run_settings(measured_run):
+    folder = measured_run[3]
+    book = openpyxl.load_workbook(folder / "out_measurements.xlsx", read_only=True)
+    assert book.sheetnames == ["Nuclei", "Planes", "Settings"]
+    header = [c.value for c in next(book["Nuclei"].iter_rows(max_row=1))]
+    assert {"Area (um2)", "Mean Hoechst", "Mean GFP", "Ring mean GFP", "Roundness"} <= set(header)
+    rows = list(book["Nuclei"].iter_rows(min_row=2, values_only=True))
+    assert len(rows) == len(pd.read_csv(folder / "out_nuclei.csv"))
+    settings = dict(book["Settings"].iter_rows(min_row=2, values_only=True))
+    assert settings["model"] == "tiny" and settings["setting.measure"] == "True"
+
+
+def test_plots_are_non_empty_pictures(measured_run):
+    import matplotlib.image as mpimg
+    plots = measured_run[3] / "out_plots"
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == ["area_histogram.png", "density_t0000.png", "density_t0001.png",
+                     "nuclei_per_plane.png", "overlay_t0000_z0001.png"]
+    for path in plots.iterdir():
+        picture = mpimg.imread(path)
+        assert picture.shape[0] > 100 and picture.shape[1] > 100 and picture.std() > 0
+
+
+def test_measurement_files_are_listed_at_the_end_of_the_run(measured_run):
+    notes = measured_run[0].output.notes
+    assert any("nuclei measured: out_nuclei.csv, out_planes.csv" in n for n in notes)
+    assert any("out_measurements.xlsx" in n for n in notes)
+
+
+def test_measure_false_writes_no_table_workbook_or_plot(tmp_path, models_dir):
+    segment(tmp_path, models_dir, measure=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.tif", "out.ome.tif", "out_rois.zip"]
+
+
+def test_plots_false_writes_the_csv_tables_only(tmp_path, models_dir):
+    segment(tmp_path, models_dir, plots=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.ome.tif", "out.ome.tif", "out_nuclei.csv", "out_planes.csv", "out_rois.zip"]
+
+
+def test_unknown_pixel_size_is_said_once_and_columns_are_in_pixels(tmp_path, models_dir, capsys):
+    segment(tmp_path, models_dir, pixel=None, plots=False)
+    out = capsys.readouterr().out
+    assert out.count("Pixel size unknown") == 1 and "PIXEL_SIZE_UM" in out
+    columns = pd.read_csv(tmp_path / "out_nuclei.csv", nrows=0).columns
+    assert {"area_px2", "centroid_x_px", "perimeter_px"} <= set(columns)
+    assert "density_per_px2" in pd.read_csv(tmp_path / "out_planes.csv", nrows=0).columns
+
+
+def test_pixel_size_setting_overrides_the_files(tmp_path, models_dir, measured_run, capsys):
+    segment(tmp_path, models_dir, pixel_size_um=(2.0, 2.0), plots=False)
+    assert "pixel size 2 x 2 um (PIXEL_SIZE_UM)" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "out_nuclei.csv")
+    file_calibrated = pd.read_csv(measured_run[3] / "out_nuclei.csv")      # same stack, 0.5 um
+    np.testing.assert_allclose(table["area_um2"], file_calibrated["area_um2"] * 16, rtol=1e-9)
+    np.testing.assert_allclose(table["perimeter_um"], file_calibrated["perimeter_um"] * 4, rtol=1e-9)
+
+
+def test_measurements_dir_takes_the_files(tmp_path, models_dir):
+    elsewhere = tmp_path / "tables"
+    segment(tmp_path, models_dir, plots=False, measurements_dir=elsewhere)
+    assert (elsewhere / "out_nuclei.csv").exists() and not (tmp_path / "out_nuclei.csv").exists()
+
+
+def test_existing_tables_stop_the_run_before_the_model_loads(tmp_path, models_dir):
+    (tmp_path / "out_nuclei.csv").write_text("earlier\n")
+    with pytest.raises(FileExistsError, match="out_nuclei.csv exist already; set OVERWRITE"):
+        segment(tmp_path, models_dir)
+    assert (tmp_path / "out_nuclei.csv").read_text() == "earlier\n"
+    assert not (tmp_path / "out.ome.tif.partial").exists()
+
+
+class StopAfter(TiffHost):
+    """A TIFF host whose user presses cancel after ``planes`` planes."""
+
+    def __init__(self, *args, planes: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.planes, self.done = planes, 0
+
+    def report_progress(self, done: int, total: int) -> None:
+        self.done = done
+
+    def cancelled(self) -> bool:
+        return self.done >= self.planes
+
+
+def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_planes(tmp_path, models_dir):
+    summary, _, target = segment(tmp_path, models_dir, host=StopAfter, host_kwargs={"planes": 4})
+    assert not summary.completed and summary.planes_done == 4
+    nuclei = pd.read_csv(tmp_path / "out_nuclei.csv.partial")
+    planes = pd.read_csv(tmp_path / "out_planes.csv.partial")
+    labels = written_labels(Path(str(target) + ".partial"))
+    assert len(planes) == 4 and len(nuclei) == summary.total_nuclei
+    for (t, z), rows in nuclei.groupby(["time_point", "z"]):
+        assert sorted(rows["label"]) == sorted(np.unique(labels[t, z])[1:])
+    done = {(r.time_point, r.z) for r in planes.itertuples()}
+    assert done == set(summary.nuclei_per_plane)
+    assert not (tmp_path / "out_nuclei.csv").exists() and not (tmp_path / "out_measurements.xlsx").exists()
+
+
+def test_track_t_run_writes_one_track_per_label_over_time(tmp_path, models_dir):
+    """Consistency of the tracks with the nuclei table (the geometry is tests/test_measure.py's)."""
+    base = two_channel_stack(size_t=1, size_z=2)
+    stack = np.concatenate([base, np.roll(base, 2, axis=-1), np.roll(base, 4, axis=-1)])  # 2 px per t
+    segment(tmp_path, models_dir, stack=stack, label_ids="track_t", plots=False)
+    nuclei = pd.read_csv(tmp_path / "out_nuclei.csv")
+    tracks = pd.read_csv(tmp_path / "out_tracks.csv").set_index("track_id")
+    assert set(tracks.index) == set(nuclei["label"])
+    for label, rows in nuclei.groupby("label"):
+        track = tracks.loc[label]
+        rows = rows.sort_values("time_point")
+        assert (track.first_time_point, track.last_time_point, track.time_points) == (
+            rows.time_point.min(), rows.time_point.max(), len(rows))
+        steps = np.hypot(np.diff(rows.centroid_x_um), np.diff(rows.centroid_y_um))
+        assert track.path_length_um == pytest.approx(steps.sum(), abs=1e-6)
+        first, last = rows.iloc[0], rows.iloc[-1]
+        assert track.displacement_um == pytest.approx(
+            np.hypot(last.centroid_x_um - first.centroid_x_um, last.centroid_y_um - first.centroid_y_um), abs=1e-6)
+    assert (tracks.time_points == 3).sum() > 5 and set(tracks.z) == {0, 1}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ring-um", "0"], "RING_UM (--ring-um) = 0.0: must be a width in um above 0"),
+    (["--pixel-size-um", "0.5", "-1"], "PIXEL_SIZE_UM (--pixel-size-um) = [0.5, -1.0]: must be None"),
+])
+def test_measurement_settings_are_checked_with_one_line(models_dir, flags, message):
+    with pytest.raises(ConfigError) as error:
+        build_config({"MODEL2D_PATH": models_dir, "MODEL_NAME": "tiny"}, flags)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_measure_flags_reach_the_config(models_dir):
+    config = build_config({"MODEL2D_PATH": models_dir, "MODEL_NAME": "tiny"},
+                          ["--no-measure", "--no-plots", "--ring-um", "3", "--pixel-size-um", "0.2", "0.3"])
+    assert (config.measure, config.plots, config.ring_um, tuple(config.pixel_size_um)) == (False, False, 3.0, (0.2, 0.3))
+
+
+# ------------------------------------------------------------------ measure command
+def test_measure_on_edited_labels_reproduces_the_runs_table_for_unedited_planes(tmp_path, measured_run, capsys):
+    summary, stack, target, folder = measured_run
+    labels = written_labels(target)
+    edited_plane = (1, 2)
+    removed = int(np.unique(labels[edited_plane])[1])
+    labels[edited_plane][labels[edited_plane] == removed] = 0          # a nucleus deleted in Fiji
+    edited = tmp_path / "edited.tif"
+    tifffile.imwrite(edited, labels.astype(np.uint16), imagej=True, metadata={"axes": "TZYX"})
+    assert measure_main(["--input", str(folder / "in.ome.tif"), "--labels", str(edited)]) == 0
+    assert "has one channel" in capsys.readouterr().out
+    mine = pd.read_csv(tmp_path / "edited_nuclei.csv").set_index(["time_point", "z", "label"])
+    runs = pd.read_csv(folder / "out_nuclei.csv").set_index(["time_point", "z", "label"])
+    assert mine["probability"].isna().all()           # a label file carries no StarDist scores
+    assert set(mine.index) == set(runs.index) - {edited_plane + (removed,)}
+    columns = [c for c in runs.columns if c != "probability"]
+    in_edited = runs.index.droplevel("label").isin([edited_plane])
+    unedited = runs[~in_edited]
+    pd.testing.assert_frame_equal(mine.loc[unedited.index, columns], unedited[columns], rtol=1e-9)
+    # in the edited plane the other nuclei keep their shape (their rings may reach into the gap)
+    kept = runs[in_edited].drop(index=[edited_plane + (removed,)])
+    shape = [c for c in columns if not c.startswith("ring_")]
+    pd.testing.assert_frame_equal(mine.loc[kept.index, shape], kept[shape], rtol=1e-9)
+    assert (tmp_path / "edited_measurements.xlsx").exists()
+    assert (tmp_path / "edited_plots" / "overlay_t0000_z0001.png").exists()
+
+
+def test_measure_reads_the_planes_a_run_segmented_from_its_record(tmp_path, models_dir, capsys):
+    summary, _, target = segment(tmp_path, models_dir, first_plane=1, last_plane=1, plots=False)
+    out = tmp_path / "again"
+    out.mkdir()
+    assert measure_main(["--input", str(tmp_path / "in.ome.tif"), "--labels", str(target),
+                         "--output-dir", str(out), "--no-plots"]) == 0
+    assert "Measuring the 2 plane(s) the run segmented" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "out_planes.csv"), pd.read_csv(tmp_path / "out_planes.csv"))
+
+
+@pytest.mark.parametrize("make_labels, flags, message", [
+    (lambda s: s[:, :, 0], ["--channel-name", "Nope"], None),
+    (lambda s: s[:, :2, :, : SIZE // 2], [], "has T, Z, Y, X = (2, 2, 48, 96)"),
+    (lambda s: np.stack([s[:, :, 0], s[:, :, 1]], 2), ["--channel-name", "Nope"],
+     "--channel-name 'Nope': no such channel"),
+])
+def test_measure_command_errors_are_one_line(tmp_path, make_labels, flags, message, capsys):
+    stack = two_channel_stack()
+    source = write_input(tmp_path, stack)
+    labels = make_labels(stack).astype(np.float32) + 0.5
+    path = tmp_path / "labels.ome.tif"
+    axes = "TZCYX" if labels.ndim == 5 else "TZYX"
+    tifffile.imwrite(path, labels, ome=True, photometric="minisblack", metadata={"axes": axes})
+    code = measure_main(["--input", str(source), "--labels", str(path), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert message in err if message else "not a label image" in err
+    assert not list(tmp_path.glob("labels_*"))       # nothing written on an error
