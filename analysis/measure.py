@@ -165,7 +165,7 @@ def _ellipse(ids, rows, cols, size, present, area_px, mean_y, mean_x, sy, sx):
     root = np.sqrt(((a - c) / 2) ** 2 + b ** 2)
     l1 = np.maximum((a + c) / 2 + root, 0)
     l2 = np.maximum((a + c) / 2 - root, 0)
-    rows_axis = np.where(a - c == 0, np.where(b < 0, -np.pi / 4, np.pi / 4),
+    rows_axis = np.where(a - c == 0, np.where(b < 0, np.pi / 4, -np.pi / 4),
                          0.5 * np.arctan2(-2 * b, c - a))     # regionprops' orientation
     # regionprops: angle from the rows axis; Fiji: from the x axis, counter-clockwise as shown
     angle = np.mod(np.degrees(rows_axis) + 90.0, 180.0)

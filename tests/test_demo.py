@@ -52,3 +52,17 @@ def test_demo_labels_find_the_demo_nuclei(demo_run):
         # the centre plane of each time point: in focus, where a person would judge the demo
         scores = [matching(truth[t, 2], out.read_plane(2, t, 2), thresh=0.5).f1 for t in range(3)]
     assert min(scores) > 0.8, scores
+
+
+def test_demo_measures_its_nuclei_into_tables_a_workbook_and_plots(demo_run):
+    import pandas as pd
+
+    out_dir, result = demo_run
+    nuclei = pd.read_csv(out_dir / "demo_stack_stardist_nuclei.csv")
+    planes = pd.read_csv(out_dir / "demo_stack_stardist_planes.csv")
+    assert len(planes) == 15 and planes["nuclei"].sum() == len(nuclei)
+    assert f"Done: 15 of 15 planes, {len(nuclei)} nuclei" in result.stdout
+    # demo nuclei have radii of 6-12 px at 0.5 um: areas of ~ 10-110 um2 at their centre planes
+    assert 20 < nuclei["area_um2"].median() < 120 and nuclei["roundness"].median() > 0.8
+    assert (out_dir / "demo_stack_stardist_measurements.xlsx").exists()
+    assert len(list((out_dir / "demo_stack_stardist_plots").glob("*.png"))) == 6

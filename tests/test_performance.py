@@ -93,6 +93,8 @@ def test_parallel_and_sequential_runs_write_identical_labels_and_objects(tmp_pat
     np.testing.assert_array_equal(par_out, seq_out)
     assert par.nuclei_per_plane == seq.nuclei_per_plane and list(par.nuclei_per_plane) == list(seq.nuclei_per_plane)
     assert par_rois == seq_rois
+    for table in ("out_nuclei.csv", "out_planes.csv"):       # measured in the workers, or here
+        assert (tmp_path / "w2" / table).read_bytes() == (tmp_path / "w0" / table).read_bytes()
 
 
 def test_cancel_with_workers_keeps_exactly_the_planes_written(tmp_path, models_dir):
@@ -174,12 +176,13 @@ folder, n = Path({folder!r}), int(sys.argv[1])
 from stardist_v4d.training.synthetic import synthetic_nuclei
 tile = synthetic_nuclei((256, 256), np.random.default_rng(0))[0]
 plane = (np.tile(tile, ({size} // 256, {size} // 256)) * 1000).astype(np.uint16)
-tifffile.imwrite(folder / "in.tif", np.stack([plane] * n), ome=True, metadata={{"axes": "ZYX"}})
+planes = np.stack([np.stack([plane, plane[::-1]])] * n)       # two channels: both are measured
+tifffile.imwrite(folder / "in.tif", planes, ome=True, metadata={{"axes": "ZCYX"}})
 peaks = {{}}
 for workers in (0, 2):
     config = Config(model2d_path=Path({models!r}), model_name="tiny", input_path=folder / "in.tif",
                     output_path=folder / f"out{{workers}}.tif", workers=workers, write_objects=False,
-                    prob_thresh=0.5012)     # the tiny model's probabilities are all near 0.5
+                    measure=True, prob_thresh=0.5012)   # the tiny model's probabilities are all near 0.5
     host = TiffHost(config.input_path, config.output_path, show_progress=False)
     with PeakAnon() as peak:
         run(config, host)
@@ -201,6 +204,7 @@ def test_peak_anonymous_memory_does_not_grow_with_the_stack(tmp_path, models_dir
         assert done.returncode == 0, done.stderr[-2000:]
         peaks.append(json.loads(done.stdout.strip().splitlines()[-1]))
     plane_mb = size * size * 10 / 2 ** 20        # raw uint16 + float32 copy + int32 labels
+    # measuring on (two channels, tables, workbook and plots at the end): nothing may grow either
     whole_stack_mb = 3 * n * size * size * 2 / 2 ** 20   # what 3N more uint16 planes would add
     for workers in ("0", "2"):
         growth = peaks[1][workers] - peaks[0][workers]

@@ -285,3 +285,96 @@ def test_pipeline_adds_one_segment_per_nucleus_with_its_polygon(pipeline_run):
         found = sorted(tuple((round(x, 3), round(y, 3)) for x, y in s.vertices()) for s in segments)
         assert found == expected
         assert all(s.timepoint == BOUNDS.t1 and len(s.tags) == 1 for s in segments)
+
+
+# ------------------------------------------------------------------ measurements
+def test_script_editor_attaches_each_nucleus_measurements_to_its_segment(arivis):
+    store = arivis.viewer.get_document().store
+    contour = np.array([[1.0, 2.0], [1.5, 6.0], [5.0, 4.0]])
+    host = ScriptEditorHost.from_active_viewer()
+    host.add_objects(0, 1, [Nucleus(1, contour, features={"Area (um2)": 12.5, "Mean DAPI": float("nan")}),
+                            Nucleus(2, contour + 10, features={"Area (um2)": 3.0, "Mean DAPI": 7.0})],
+                     "StarDist (demo)")
+    first, second = store.objects
+    assert store.features_of(first) == {"Area (um2)": 12.5}          # not a number: not set
+    assert store.features_of(second) == {"Area (um2)": 3.0, "Mean DAPI": 7.0}
+    assert sorted(store.descriptors) == ["StarDist (demo): Area (um2)", "StarDist (demo): Mean DAPI"]
+    value = store.descriptors["StarDist (demo): Area (um2)"].get_values()[0]
+    assert (value.get_name(), value.type) == ("Area (um2)", "TYPE_FLOAT")
+
+
+def test_a_second_run_reuses_the_stored_feature_descriptors(arivis):
+    store = arivis.viewer.get_document().store
+    contour = np.array([[1.0, 2.0], [1.5, 6.0], [5.0, 4.0]])
+    for area in (1.0, 2.0):                       # two runs, one store
+        ScriptEditorHost.from_active_viewer().add_objects(
+            0, 0, [Nucleus(1, contour, features={"Area (um2)": area})], "StarDist (demo)")
+    assert len(store.descriptors) == 1
+    assert [store.features_of(s)["Area (um2)"] for s in store.objects] == [1.0, 2.0]
+
+
+@pytest.fixture(scope="module")
+def script_editor_run(tmp_path_factory):
+    """The Script Editor route end to end, its unverified calls filled in over an in-memory image set."""
+    from model_factory import make_tiny_model
+    from stardist_v4d.config import Config
+    from stardist_v4d.pipeline.run import run
+    from stardist_v4d.training.synthetic import synthetic_nuclei
+
+    rng = np.random.default_rng(4)
+    images = np.zeros((2, 2, 64, 64), np.uint16)                   # Z, C, Y, X
+    for z in range(2):
+        image, labels = synthetic_nuclei((64, 64), rng)
+        images[z, 0] = image / image.max() * 60000
+        images[z, 1] = 100 + 900 * (labels > 0)
+    models_dir = tmp_path_factory.mktemp("models")
+    make_tiny_model(models_dir, "tiny", probe=images[0, 0])
+    tables = tmp_path_factory.mktemp("tables")
+    written = {}
+    with pytest.MonkeyPatch.context() as patch:
+        state = install(patch)
+        patch.setattr(vision4d, "channel_names", lambda imageset: ("DAPI", "GFP"))
+        patch.setattr(vision4d, "imageset_dimensions",
+                      lambda imageset: vision4d.ImagesetDimensions(1, 2, 2, 64, 64, np.dtype(np.uint16)))
+        patch.setattr(vision4d, "viewer_time_point", lambda viewer: 0)
+        patch.setattr(vision4d, "read_imageset_plane", lambda imageset, c, t, z: images[z, c])
+        patch.setattr(vision4d, "create_output_channel", lambda document, imageset, name, dtype: 2)
+        patch.setattr(vision4d, "write_imageset_plane",
+                      lambda imageset, c, t, z, labels: written.__setitem__((t, z), labels.copy()))
+        summary = run(Config(model2d_path=Path(models_dir), model_name="tiny", measurements_dir=tables,
+                             plots=False), ScriptEditorHost.from_active_viewer())
+    return summary, state.viewer.get_document().store, tables, written
+
+
+def test_script_editor_segments_carry_the_same_measurements_as_the_table(script_editor_run):
+    import pandas as pd
+
+    summary, store, tables, written = script_editor_run
+    table = pd.read_csv(tables / "StarDist_nuclei.csv")            # MEASUREMENTS_DIR set
+    assert summary.completed and len(store.objects) == len(table) == summary.total_nuclei > 5
+    found = sorted((s.z, round(store.features_of(s)["Area (um2)"], 6), round(store.features_of(s)["Mean GFP"], 6))
+                   for s in store.objects)
+    expected = sorted((r.z, round(r.area_um2, 6), round(r.mean_c1, 6)) for r in table.itertuples())
+    assert found == expected
+    assert {"Perimeter (um)", "Roundness", "Probability", "Mean DAPI"} <= set(store.features_of(store.objects[0]))
+    # the image set's pixel size is 0.5 x 0.25 um: area = pixels * 0.125 um2
+    pixels = sum(int((written[(0, z)] > 0).sum()) for z in range(2))
+    assert table["area_um2"].sum() == pytest.approx(pixels * 0.125)
+
+
+def test_operation_route_writes_tables_only_into_measurements_dir(tmp_path, pipeline_run, arivis, monkeypatch):
+    from stardist_v4d.config import Config
+    from stardist_v4d.pipeline.run import run
+
+    summary, context, stack, model = pipeline_run
+    monkeypatch.chdir(tmp_path)
+    models_dir = Path(model.basedir)
+    ctx = make_context(stack, BOUNDS)
+    run(Config(model2d_path=models_dir, model_name="tiny", measure=True), OperationHost(ctx))
+    assert list(tmp_path.iterdir()) == []                  # no MEASUREMENTS_DIR: no files
+    ctx = make_context(stack, BOUNDS)
+    run(Config(model2d_path=models_dir, model_name="tiny", measurements_dir=tmp_path / "m", plots=False),
+        OperationHost(ctx))
+    import pandas as pd
+    table = pd.read_csv(tmp_path / "m" / "StarDist_nuclei.csv")
+    assert len(table) == len(ctx.output.objects) and "area_px2" in table.columns   # no pixel size here

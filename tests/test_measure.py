@@ -1,0 +1,709 @@
+"""Nuclei measurements, their CSV tables and tracks, held to geometry and to scikit-image.
+
+Every expected value here is derived independently of ``analysis/measure.py``: from
+the geometry of the shapes drawn (pi r^2, 2 pi r, an ellipse's axes and angle), from
+scikit-image's own ``regionprops_table`` on the same labels, from a brute-force
+convex hull (scipy), or from arithmetic by hand.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull
+from skimage.draw import disk, ellipse
+
+from stardist_v4d.analysis.measure import Calibration, column_names, measure_plane, ring_labels
+from stardist_v4d.analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
+from stardist_v4d.analysis.tracks import TrackBuilder
+
+HALF_UM = Calibration((0.5, 0.5))                 # 0.5 um pixels, ring 2 um = 4 px
+RING_PX = 4                                       # 2 um / 0.5 um
+
+# (row, col) centres (non-integer) and radii of well separated discs on a 220 x 220 plane
+DISCS = (((40.3, 45.7), 8), ((42.6, 150.2), 10), ((150.4, 50.5), 15), ((155.2, 160.8), 25))
+
+
+def disc_plane(discs=DISCS, shape=(220, 220)) -> np.ndarray:
+    labels = np.zeros(shape, np.uint16)
+    for label, (centre, radius) in enumerate(discs, start=1):
+        labels[disk(centre, radius, shape=shape)] = label
+    return labels
+
+
+def row_of(columns: dict, label: int) -> dict:
+    """One nucleus' values, by label."""
+    (index,) = np.flatnonzero(np.asarray(columns["label"]) == label)
+    return {name: values[index] for name, values in columns.items()}
+
+
+def angle_difference(a, b):
+    """Distance of two axis angles in degrees on the 180-degree circle."""
+    d = np.mod(np.asarray(a, float) - np.asarray(b, float), 180.0)
+    return np.minimum(d, 180.0 - d)
+
+
+# ------------------------------------------------------------- discs: area, perimeter
+def test_disc_area_is_pi_r_squared_within_two_percent():
+    columns = measure_plane(disc_plane(), [], None, HALF_UM)
+    assert list(columns["label"]) == [1, 2, 3, 4]
+    for label, (_, radius) in enumerate(DISCS, start=1):
+        expected = math.pi * radius ** 2 * 0.25
+        assert row_of(columns, label)["area_um2"] == pytest.approx(expected, rel=0.02)
+
+
+def test_disc_perimeter_is_two_pi_r_within_four_percent():
+    columns = measure_plane(disc_plane(), [], None, HALF_UM)
+    for label, (_, radius) in enumerate(DISCS, start=1):
+        expected = 2 * math.pi * radius * 0.5
+        assert row_of(columns, label)["perimeter_um"] == pytest.approx(expected, rel=0.04)
+
+
+def test_disc_roundness_is_near_one_for_radius_of_eight_px_and_more():
+    columns = measure_plane(disc_plane(), [], None, HALF_UM)
+    assert np.all((columns["roundness"] >= 0.9) & (columns["roundness"] <= 1.1))
+
+
+def test_disc_centroid_is_its_centre_times_pixel_size_within_005_um():
+    columns = measure_plane(disc_plane(), [], None, HALF_UM)
+    for label, ((row, col), _) in enumerate(DISCS, start=1):
+        values = row_of(columns, label)
+        assert values["centroid_x_um"] == pytest.approx(col * 0.5, abs=0.05)
+        assert values["centroid_y_um"] == pytest.approx(row * 0.5, abs=0.05)
+
+
+# ------------------------------------------------------------- ellipse: axes, angle
+def test_rotated_ellipse_axes_are_twice_its_semi_axes_within_three_percent():
+    shape = (200, 200)
+    labels = np.zeros(shape, np.uint16)
+    labels[ellipse(100.3, 99.6, 20, 8, shape=shape, rotation=0.4)] = 1
+    labels[ellipse(60.5, 40.2, 8, 20, shape=shape, rotation=-1.1)] = 2
+    for pixel in (0.5, 1.0):
+        columns = measure_plane(labels, [], None, Calibration((pixel, pixel)))
+        unit = "um"
+        assert columns[f"major_axis_{unit}"] == pytest.approx([40 * pixel] * 2, rel=0.03)
+        assert columns[f"minor_axis_{unit}"] == pytest.approx([16 * pixel] * 2, rel=0.03)
+
+
+def test_elongated_ellipse_roundness_matches_ramanujan_perimeter():
+    labels = np.zeros((200, 200), np.uint16)
+    labels[ellipse(100.3, 99.6, 20, 8, shape=labels.shape, rotation=0.4)] = 1
+    a, b = 20.0, 8.0
+    perimeter = math.pi * (3 * (a + b) - math.sqrt((3 * a + b) * (a + 3 * b)))
+    expected = 4 * math.pi * (math.pi * a * b) / perimeter ** 2          # ~0.75
+    roundness = measure_plane(labels, [], None, HALF_UM)["roundness"][0]
+    assert roundness == pytest.approx(expected, rel=0.04)
+
+
+def screen_ellipse(shape, centre, semi_major, semi_minor, angle_deg) -> np.ndarray:
+    """Mask of an ellipse whose major axis points ``angle_deg`` counter-clockwise from x, as shown.
+
+    Built from formulas alone: on screen x = column and "up" = -row, so the major
+    axis' direction is (dx, d_up) = (cos a, sin a).
+    """
+    rows, cols = np.indices(shape, dtype=np.float64)
+    dx, d_up = cols - centre[1], -(rows - centre[0])
+    t = math.radians(angle_deg)
+    along = dx * math.cos(t) + d_up * math.sin(t)
+    across = -dx * math.sin(t) + d_up * math.cos(t)
+    return (along / semi_major) ** 2 + (across / semi_minor) ** 2 <= 1.0
+
+
+@pytest.mark.parametrize("angle", [0, 30, 45, 90, 120, 135, 160])
+def test_orientation_is_fijis_angle_counter_clockwise_from_x_as_shown(angle):
+    mask = screen_ellipse((120, 120), (60.2, 59.7), 20, 8, angle)
+    labels = mask.astype(np.uint16)
+    orientation = measure_plane(labels, [], None, HALF_UM)["orientation_deg"][0]
+    assert 0.0 <= orientation < 180.0
+    assert angle_difference(orientation, angle) < 1.0
+
+
+def test_orientation_of_bottom_left_to_top_right_diagonal_is_45_degrees():
+    # hand-made: as x (column) increases, the row index decreases
+    labels = np.zeros((60, 60), np.uint16)
+    for step in range(30):
+        row, col = 45 - step, 15 + step
+        labels[row, col - 1:col + 2] = 1
+    orientation = measure_plane(labels, [], None, Calibration(None))["orientation_deg"][0]
+    assert angle_difference(orientation, 45) < 0.5
+    assert angle_difference(orientation, 135) > 80                    # not the mirror image
+
+
+def test_orientation_of_horizontal_and_vertical_bars_is_0_and_90_degrees():
+    labels = np.zeros((80, 80), np.uint16)
+    labels[10:14, 10:50] = 1           # long in x
+    labels[30:75, 60:64] = 2           # long in y
+    orientation = measure_plane(labels, [], None, Calibration(None))["orientation_deg"]
+    assert angle_difference(orientation[0], 0) < 1e-6
+    assert angle_difference(orientation[1], 90) < 1e-6
+
+
+# ------------------------------------------------------------- channel statistics, ring
+def distance_channel(labels: np.ndarray) -> np.ndarray:
+    """Distance of each pixel to the nearest nucleus pixel (0 inside), by scipy."""
+    return ndi.distance_transform_edt(labels == 0)
+
+
+def test_channel_inside_disc_gives_exact_mean_min_max_sum_and_zero_std():
+    labels = disc_plane()
+    d = distance_channel(labels)
+    inside, ring, outside = 7.25, 3.5, 11.0
+    c1 = np.where(labels > 0, inside, np.where(d <= RING_PX, ring, outside))
+    c0 = np.zeros(labels.shape)
+    columns = measure_plane(labels, [c0, c1], None, HALF_UM)
+    pixels = np.bincount(labels.ravel())[1:]
+    np.testing.assert_array_equal(columns["mean_c1"], inside)
+    np.testing.assert_array_equal(columns["min_c1"], inside)
+    np.testing.assert_array_equal(columns["max_c1"], inside)
+    np.testing.assert_allclose(columns["sum_c1"], inside * pixels, rtol=1e-12)
+    np.testing.assert_allclose(columns["std_c1"], 0.0, atol=1e-9)
+
+
+def test_ring_mean_is_the_ring_value_of_ring_um_over_pixel_size():
+    labels = disc_plane()
+    d = distance_channel(labels)
+    inside, ring, outside = 7.25, 3.5, 11.0
+    c1 = np.where(labels > 0, inside, np.where(d <= RING_PX, ring, outside))
+    # c0 encodes the distance: its ring mean reveals the ring's width (4 px, not 2 or 8)
+    columns = measure_plane(labels, [d, c1], None, HALF_UM)
+    np.testing.assert_allclose(columns["ring_mean_c1"], ring, rtol=1e-12)
+    for label in range(1, len(DISCS) + 1):
+        own = ndi.distance_transform_edt(labels != label)
+        mine = (labels == 0) & (own <= RING_PX)            # discs are far apart: one owner
+        assert row_of(columns, label)["ring_mean_c0"] == pytest.approx(d[mine].mean(), rel=1e-12)
+
+
+def test_ring_width_follows_the_calibration_ring_um():
+    labels = disc_plane()
+    d = distance_channel(labels)
+    # 3 um with 0.25 um pixels is 12 px
+    columns = measure_plane(labels, [d], None, Calibration((0.25, 0.25), ring_um=3.0))
+    for label in range(1, len(DISCS) + 1):
+        own = ndi.distance_transform_edt(labels != label)
+        mine = (labels == 0) & (own <= 12)
+        assert row_of(columns, label)["ring_mean_c0"] == pytest.approx(d[mine].mean(), rel=1e-12)
+
+
+CLOSE_DISCS = (((60.3, 50.2), 12), ((61.7, 78.6), 10))     # gap ~6.4 px < two rings (8 px)
+
+
+def close_pair():
+    shape = (120, 130)
+    labels = disc_plane(CLOSE_DISCS, shape)
+    d_a = ndi.distance_transform_edt(labels != 1)
+    d_b = ndi.distance_transform_edt(labels != 2)
+    background = labels == 0
+    reach = background & (np.minimum(d_a, d_b) <= RING_PX)
+    # the geometry is chosen so that no ring pixel is as near to one nucleus as to the other
+    assert not np.any(reach & (d_a == d_b)), "test geometry has ties; move a disc"
+    ring_a, ring_b = reach & (d_a < d_b), reach & (d_b < d_a)
+    assert np.any(ring_a & (d_b <= RING_PX))                   # the rings do compete
+    return labels, d_a, d_b, ring_a, ring_b
+
+
+def test_ring_pixel_between_close_nuclei_belongs_to_the_nearer_nucleus_only():
+    labels, d_a, d_b, ring_a, ring_b = close_pair()
+    ring = ring_labels(labels, HALF_UM.ring_px)
+    np.testing.assert_array_equal(ring == 1, ring_a)
+    np.testing.assert_array_equal(ring == 2, ring_b)
+    # ring mean of a channel that differs on the two sides of the midline
+    side = np.where(labels == 0, d_a - d_b, 0.0)
+    columns = measure_plane(labels, [side], None, HALF_UM)
+    assert columns["ring_mean_c0"][0] == pytest.approx(side[ring_a].mean(), rel=1e-12)
+    assert columns["ring_mean_c0"][1] == pytest.approx(side[ring_b].mean(), rel=1e-12)
+
+
+def test_pixel_inside_a_neighbouring_nucleus_is_never_part_of_a_ring():
+    labels, d_a, d_b, ring_a, ring_b = close_pair()
+    ring_value = 3.0
+    c1 = np.full(labels.shape, 11.0)
+    c1[ring_a | ring_b] = ring_value
+    c1[labels == 1], c1[labels == 2] = 70.0, 90.0
+    columns = measure_plane(labels, [np.zeros(labels.shape), c1], None, HALF_UM)
+    np.testing.assert_allclose(columns["ring_mean_c1"], ring_value, rtol=1e-12)
+    np.testing.assert_array_equal(columns["mean_c1"], [70.0, 90.0])
+    # touching nuclei too: the ring never enters the neighbour
+    touching = np.zeros((40, 60), np.uint16)
+    touching[10:30, 10:30], touching[10:30, 30:50] = 1, 2
+    ring = ring_labels(touching, RING_PX)
+    assert not np.any(ring[touching > 0])
+    assert np.all(ring[6:10, 12:28] == 1) and np.all(ring[6:10, 32:48] == 2)   # 4 px above
+    assert not np.any(ring[:6])
+
+
+# ------------------------------------------------------------- exactness vs scikit-image
+@pytest.fixture(scope="module")
+def crowded():
+    from stardist_v4d.training.synthetic import synthetic_nuclei
+
+    image, labels = synthetic_nuclei((256, 256), np.random.default_rng(1))
+    ids = np.unique(labels[labels > 0])
+    assert len(ids) >= 30
+    removed = ids[::5]                                   # gaps in the numbering
+    labels = np.where(np.isin(labels, removed), 0, labels).astype(labels.dtype)
+    kept = np.unique(labels[labels > 0])
+    assert np.any(np.diff(kept) > 1)
+    return image, labels
+
+
+PROPERTIES = ("label", "area", "centroid", "perimeter_crofton", "axis_major_length",
+              "axis_minor_length", "orientation", "intensity_mean", "intensity_min",
+              "intensity_max", "intensity_std")
+
+
+def test_measure_plane_equals_regionprops_on_crowded_synthetic_nuclei(crowded):
+    from skimage.measure import regionprops_table
+
+    image, labels = crowded
+    # the reference in float64: regionprops sums a float32 image in float32 (~1e-7 off)
+    ref = regionprops_table(labels, intensity_image=image.astype(np.float64), properties=PROPERTIES)
+    columns = measure_plane(labels, [image], None, Calibration(None))
+    np.testing.assert_array_equal(columns["label"], ref["label"])
+    np.testing.assert_array_equal(columns["area_px2"], ref["area"])
+    np.testing.assert_allclose(columns["centroid_y_px"], ref["centroid-0"], rtol=1e-9)
+    np.testing.assert_allclose(columns["centroid_x_px"], ref["centroid-1"], rtol=1e-9)
+    np.testing.assert_allclose(columns["perimeter_px"], ref["perimeter_crofton"], rtol=1e-9)
+    np.testing.assert_allclose(columns["major_axis_px"], ref["axis_major_length"], rtol=1e-9)
+    np.testing.assert_allclose(columns["minor_axis_px"], ref["axis_minor_length"], rtol=1e-9)
+    np.testing.assert_allclose(columns["mean_c0"], ref["intensity_mean"], rtol=1e-9)
+    np.testing.assert_allclose(columns["min_c0"], ref["intensity_min"], rtol=1e-9)
+    np.testing.assert_allclose(columns["max_c0"], ref["intensity_max"], rtol=1e-9)
+    np.testing.assert_allclose(columns["std_c0"], ref["intensity_std"], rtol=1e-9, atol=1e-12)
+    pixel_sums = ndi.sum(image.astype(np.float64), labels, ref["label"])
+    np.testing.assert_allclose(columns["sum_c0"], pixel_sums, rtol=1e-9)
+    # orientation: every nucleus whose xx and yy moments differ (ties: the test below)
+    fiji = fiji_angle(ref["orientation"])
+    assert np.all((columns["orientation_deg"] >= 0) & (columns["orientation_deg"] < 180))
+    untied = ~moments_tied(labels, ref["label"])
+    assert untied.sum() >= len(untied) - 10
+    assert np.max(angle_difference(columns["orientation_deg"][untied], fiji[untied])) < 1e-6
+
+
+def fiji_angle(regionprops_orientation):
+    """regionprops: from the rows axis, counter-clockwise, radians -> Fiji: from x, degrees."""
+    return np.mod(np.degrees(regionprops_orientation) + 90.0, 180.0)
+
+
+def moments_tied(labels, ids):
+    """Labels whose row and column variances are equal (to rounding)."""
+    tied = []
+    for label in ids:
+        rows, cols = np.nonzero(labels == label)
+        tied.append(abs(rows.var() - cols.var()) <= 1e-9 * (rows.var() + cols.var()))
+    return np.array(tied)
+
+
+def test_orientation_equals_regionprops_for_every_crowded_nucleus(crowded):
+    from skimage.measure import regionprops_table
+
+    image, labels = crowded
+    ref = regionprops_table(labels, properties=("label", "orientation"))
+    columns = measure_plane(labels, [], None, Calibration(None))
+    assert np.max(angle_difference(columns["orientation_deg"], fiji_angle(ref["orientation"]))) < 1e-6
+
+
+def diagonal_band(shape, centre, half_length, half_width, rising):
+    """Band along a screen diagonal, mirror-symmetric so its x and y variances are equal.
+
+    ``rising``: from bottom-left to top-right (row falls as x grows), Fiji's 45 degrees;
+    else from top-left to bottom-right, 135 degrees. The centre lies on the main
+    diagonal (row == column), so rows and columns are the same numbers.
+    """
+    rows, cols = np.indices(shape)
+    dr, dc = rows - centre, cols - centre
+    along, across = (dc - dr, dc + dr) if rising else (dc + dr, dc - dr)
+    return (np.abs(along) <= 2 * half_length) & (np.abs(across) <= half_width)
+
+
+@pytest.mark.parametrize("rising,expected", [(True, 45.0), (False, 135.0)])
+def test_orientation_of_diagonal_band_with_equal_x_and_y_variance(rising, expected):
+    mask = diagonal_band((60, 60), 30, 12, 1, rising)
+    rows, cols = np.nonzero(mask)
+    assert rows.var() == cols.var()                        # the tie the special case handles
+    orientation = measure_plane(mask.astype(np.uint16), [], None, Calibration(None))["orientation_deg"][0]
+    assert angle_difference(orientation, expected) < 1e-6
+
+
+def test_float32_label_image_gives_the_same_columns(crowded):
+    image, labels = crowded
+    as_int = measure_plane(labels, [image], None, HALF_UM)
+    as_float = measure_plane(labels.astype(np.float32), [image], None, HALF_UM)
+    assert list(as_float) == list(as_int)
+    for name in as_int:
+        np.testing.assert_array_equal(as_float[name], as_int[name], err_msg=name)
+
+
+def test_scaled_axes_and_centroids_follow_an_isotropic_pixel_size(crowded):
+    image, labels = crowded
+    px = measure_plane(labels, [image], None, Calibration(None))
+    um = measure_plane(labels, [image], None, HALF_UM)
+    for length in ("centroid_x", "centroid_y", "perimeter", "major_axis", "minor_axis"):
+        np.testing.assert_allclose(um[f"{length}_um"], px[f"{length}_px"] * 0.5, rtol=1e-9)
+    np.testing.assert_allclose(um["area_um2"], px["area_px2"] * 0.25, rtol=1e-12)
+    np.testing.assert_allclose(um["roundness"], px["roundness"], rtol=1e-9)
+
+
+# ------------------------------------------------------------- solidity
+def brute_force_hull_pixels(mask: np.ndarray) -> int:
+    """Pixel centres inside or on the convex hull of the mask's pixel centres (scipy)."""
+    points = np.argwhere(mask).astype(np.float64)
+    (r0, c0), (r1, c1) = points.min(0).astype(int), points.max(0).astype(int)
+    if r0 == r1 or c0 == c1:                        # a segment: its lattice points
+        return (r1 - r0 + 1) * (c1 - c0 + 1)
+    rows, cols = np.mgrid[r0:r1 + 1, c0:c1 + 1]
+    grid = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.float64)
+    try:
+        hull = ConvexHull(points)
+    except Exception:                               # collinear, not axis-aligned
+        direction = points[-1] - points[0]
+        offset = grid - points[0]
+        on_line = np.abs(offset[:, 0] * direction[1] - offset[:, 1] * direction[0]) < 1e-9
+        t = offset @ direction / (direction @ direction)
+        return int(np.count_nonzero(on_line & (t >= -1e-9) & (t <= 1 + 1e-9)))
+    inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+    return int(np.count_nonzero(inside))
+
+
+def solidity_of(mask: np.ndarray) -> float:
+    columns = measure_plane(mask.astype(np.uint16), [], None, Calibration(None))
+    assert len(columns["label"]) == 1
+    return float(columns["solidity"][0])
+
+
+def test_solidity_of_digital_disc_and_filled_rectangle_is_one():
+    columns = measure_plane(disc_plane(), [], None, HALF_UM)
+    np.testing.assert_allclose(columns["solidity"], 1.0, rtol=1e-12)
+    rectangle = np.zeros((40, 50), bool)
+    rectangle[5:22, 8:41] = True
+    assert solidity_of(rectangle) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_solidity_of_l_shape_is_area_over_brute_force_hull_pixels():
+    mask = np.zeros((40, 40), bool)
+    mask[5:30, 5:10] = True           # vertical bar
+    mask[25:30, 5:32] = True          # foot
+    expected = mask.sum() / brute_force_hull_pixels(mask)
+    assert expected < 0.8
+    assert solidity_of(mask) == pytest.approx(expected, rel=1e-12)
+
+
+def test_solidity_of_annulus_is_area_over_brute_force_hull_pixels():
+    mask = np.zeros((60, 60), bool)
+    mask[disk((30.2, 29.6), 18)] = True
+    mask[disk((30.2, 29.6), 9)] = False
+    expected = mask.sum() / brute_force_hull_pixels(mask)
+    assert expected < 0.85
+    assert solidity_of(mask) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("name,cells", [
+    ("single pixel", (slice(7, 8), slice(9, 10))),
+    ("one-row line", (slice(7, 8), slice(3, 19))),
+    ("one-column line", (slice(2, 17), slice(9, 10))),
+])
+def test_solidity_of_single_pixel_and_lines_is_one(name, cells):
+    mask = np.zeros((20, 20), bool)
+    mask[cells] = True
+    columns = measure_plane(mask.astype(np.uint16), [], None, Calibration(None))
+    assert columns["solidity"][0] == pytest.approx(1.0, rel=1e-12), name
+    assert columns["area_px2"][0] == mask.sum()
+
+
+def test_solidity_of_dotted_diagonal_counts_the_lattice_points_between_its_pixels():
+    mask = np.zeros((20, 20), bool)
+    mask[[2, 4, 6], [3, 5, 7]] = True           # hull: the segment (2,3)-(6,7), 5 lattice points
+    assert brute_force_hull_pixels(mask) == 5
+    assert solidity_of(mask) == pytest.approx(3 / 5, rel=1e-12)
+
+
+def test_solidity_of_thirty_random_blobs_matches_brute_force():
+    rng = np.random.default_rng(7)
+    cell = 24
+    labels = np.zeros((5 * cell, 6 * cell), np.uint16)
+    masks = {}
+    for k in range(30):
+        noise = ndi.gaussian_filter(rng.random((18, 18)), rng.uniform(1.0, 2.5))
+        blob = noise > np.quantile(noise, rng.uniform(0.4, 0.85))
+        r, c = divmod(k, 6)
+        labels[r * cell + 3:r * cell + 21, c * cell + 3:c * cell + 21][blob] = k + 1
+        masks[k + 1] = labels == k + 1
+    columns = measure_plane(labels, [], None, Calibration(None))
+    np.testing.assert_array_equal(columns["label"], np.arange(1, 31))
+    expected = np.array([masks[k].sum() / brute_force_hull_pixels(masks[k]) for k in range(1, 31)])
+    assert expected.min() < 0.95                       # the blobs are not all convex
+    np.testing.assert_allclose(columns["solidity"], expected, rtol=1e-12)
+
+
+# ------------------------------------------------------------- units, column order
+def test_uncalibrated_column_names_are_pixels_in_their_order():
+    expected = ["time_point", "z", "label", "centroid_x_px", "centroid_y_px", "area_px2",
+                "perimeter_px", "roundness", "major_axis_px", "minor_axis_px", "orientation_deg",
+                "solidity", "probability",
+                "mean_c0", "min_c0", "max_c0", "sum_c0", "std_c0",
+                "mean_c1", "min_c1", "max_c1", "sum_c1", "std_c1",
+                "ring_mean_c0", "ring_mean_c1"]
+    assert column_names(2, Calibration(None)) == expected
+    columns = measure_plane(disc_plane(), [np.ones((220, 220))] * 2, None, Calibration(None),
+                            time_point=3, z=5)
+    assert list(columns) == expected
+    np.testing.assert_array_equal(columns["time_point"], 3)
+    np.testing.assert_array_equal(columns["z"], 5)
+
+
+def test_calibrated_column_names_are_micrometres():
+    names = column_names(1, HALF_UM)
+    assert names[3:10] == ["centroid_x_um", "centroid_y_um", "area_um2", "perimeter_um",
+                           "roundness", "major_axis_um", "minor_axis_um"]
+    assert names[-1] == "ring_mean_c0"
+
+
+def test_anisotropic_pixels_scale_area_and_each_centroid_axis():
+    labels = np.zeros((60, 80), np.uint16)
+    labels[10:20, 30:50] = 4                 # mean row 14.5, mean column 39.5, 200 px
+    columns = measure_plane(labels, [], None, Calibration((0.5, 0.25)))   # (x, y)
+    assert columns["area_um2"][0] == pytest.approx(200 * 0.125, rel=1e-12)
+    assert columns["centroid_x_um"][0] == pytest.approx(39.5 * 0.5, rel=1e-12)
+    assert columns["centroid_y_um"][0] == pytest.approx(14.5 * 0.25, rel=1e-12)
+    # 20 px * 0.5 um wide, 10 px * 0.25 um high: major axis along x
+    assert columns["major_axis_um"][0] > columns["minor_axis_um"][0]
+    assert angle_difference(columns["orientation_deg"][0], 0) < 1e-6
+
+
+def test_mismatched_channel_and_non_plane_labels_are_rejected():
+    with pytest.raises(ValueError):
+        measure_plane(np.zeros((10, 10), np.uint16), [np.zeros((10, 11))], None, HALF_UM)
+    with pytest.raises(ValueError):
+        measure_plane(np.zeros((2, 10, 10), np.uint16), [], None, HALF_UM)
+
+
+# ------------------------------------------------------------- probabilities, empty plane
+def test_probability_is_reported_per_label_and_missing_labels_give_nan():
+    labels = disc_plane()
+    columns = measure_plane(labels, [], {1: 0.91, 3: 0.55, 99: 0.1}, HALF_UM)
+    np.testing.assert_array_equal(columns["label"], [1, 2, 3, 4])
+    np.testing.assert_array_equal(columns["probability"], [0.91, np.nan, 0.55, np.nan])
+    assert np.all(np.isnan(measure_plane(labels, [], None, HALF_UM)["probability"]))
+
+
+def test_empty_label_image_gives_zero_rows_with_every_column():
+    labels = np.zeros((50, 60), np.uint16)
+    columns = measure_plane(labels, [np.ones((50, 60)), np.ones((50, 60))], {}, HALF_UM)
+    assert list(columns) == column_names(2, HALF_UM)
+    assert all(len(values) == 0 for values in columns.values())
+
+
+# ------------------------------------------------------------- tables.py
+def test_csv_table_writes_header_into_partial_file_at_creation(tmp_path):
+    path = tmp_path / "run_nuclei.csv"
+    table = CsvTable(path, ["time_point", "label", "area_um2"])
+    partial = Path(str(path) + ".partial")
+    assert partial.read_text(encoding="utf-8") == "time_point,label,area_um2\n"
+    assert not path.exists()
+    frame = pd.read_csv(partial)
+    assert list(frame.columns) == ["time_point", "label", "area_um2"] and len(frame) == 0
+    table.finish(False)
+
+
+def test_csv_table_appends_rows_plane_by_plane_readable_while_open(tmp_path):
+    path = tmp_path / "run_nuclei.csv"
+    names = ["time_point", "label", "area_um2"]
+    table = CsvTable(path, names)
+    table.append({"time_point": np.array([0, 0]), "label": np.array([1, 2]),
+                  "area_um2": np.array([10.5, 20.25])})
+    frame = pd.read_csv(table.partial_path)
+    assert frame["label"].tolist() == [1, 2]
+    table.append({"time_point": np.array([1]), "label": np.array([7]), "area_um2": np.array([3.0])})
+    table.append({"time_point": np.zeros(0, int), "label": np.zeros(0, int), "area_um2": np.zeros(0)})
+    frame = pd.read_csv(table.partial_path)
+    assert frame["time_point"].tolist() == [0, 0, 1]
+    assert frame["area_um2"].tolist() == [10.5, 20.25, 3.0]
+    assert table.rows == 3
+    table.finish(True)
+
+
+def test_csv_table_finish_false_keeps_partial_and_true_renames(tmp_path):
+    stopped = CsvTable(tmp_path / "a.csv", ["label"])
+    stopped.append({"label": np.array([5])})
+    where = stopped.finish(False)
+    assert where == tmp_path / "a.csv.partial" and where.exists()
+    assert not (tmp_path / "a.csv").exists()
+    done = CsvTable(tmp_path / "b.csv", ["label"])
+    done.append({"label": np.array([5, 6])})
+    where = done.finish(True)
+    assert where == tmp_path / "b.csv" and where.exists()
+    assert not (tmp_path / "b.csv.partial").exists()
+    assert where.read_text(encoding="utf-8") == "label\n5\n6\n"
+
+
+def test_csv_integers_have_no_decimal_point_nan_is_empty_and_floats_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    floats = rng.uniform(-1, 1, 40) * 10.0 ** rng.uniform(-8, 8, 40)
+    floats[[4, 17]] = np.nan
+    names = ["time_point", "z", "label", "area_um2"]
+    table = CsvTable(tmp_path / "n.csv", names)
+    table.append({"time_point": np.full(40, 2, np.int64), "z": np.arange(40) % 3,
+                  "label": np.arange(1, 41).astype(np.float64), "area_um2": floats})
+    path = table.finish(True)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    fields = [line.split(",") for line in lines[1:]]
+    assert len(fields) == 40
+    assert all("." not in row[0] and "." not in row[1] and "." not in row[2] for row in fields)
+    assert [row[2] for row in fields[:3]] == ["1", "2", "3"]
+    assert fields[4][3] == "" and fields[17][3] == ""
+    back = pd.read_csv(path)
+    assert back["label"].dtype.kind == "i"
+    np.testing.assert_allclose(back["area_um2"].to_numpy(), floats, rtol=1e-9)
+    assert np.isnan(back["area_um2"][4]) and np.isnan(back["area_um2"][17])
+
+
+def hand_made_plane():
+    labels = np.zeros((100, 200), np.uint16)
+    labels[10:20, 10:20] = 1           # 100 px
+    labels[40:45, 50:58] = 2           # 40 px
+    labels[60:80, 150:153] = 5         # 60 px
+    return labels
+
+
+def test_plane_summary_counts_density_areas_and_covered_fraction():
+    labels = hand_made_plane()
+    nuclei = measure_plane(labels, [], None, HALF_UM, time_point=4, z=2)
+    summary = plane_summary(4, 2, nuclei, HALF_UM, labels.shape)
+    assert list(summary) == planes_columns(HALF_UM)
+    # field: 100 x 200 px of 0.25 um2 = 5000 um2 = 0.005 mm2
+    assert summary["time_point"][0] == 4 and summary["z"][0] == 2
+    assert summary["nuclei"][0] == 3
+    assert summary["density_per_mm2"][0] == pytest.approx(3 / 0.005, rel=1e-12)
+    assert summary["mean_area_um2"][0] == pytest.approx((25 + 10 + 15) / 3, rel=1e-12)
+    assert summary["median_area_um2"][0] == pytest.approx(15.0, rel=1e-12)
+    assert summary["covered_fraction"][0] == pytest.approx(200 / 20000, rel=1e-12)
+
+
+def test_plane_summary_uncalibrated_gives_density_per_px2():
+    labels = hand_made_plane()
+    calibration = Calibration(None)
+    nuclei = measure_plane(labels, [], None, calibration)
+    summary = plane_summary(0, 0, nuclei, calibration, labels.shape)
+    assert "density_per_px2" in summary and "mean_area_px2" in summary
+    assert summary["density_per_px2"][0] == pytest.approx(3 / 20000, rel=1e-12)
+    assert summary["mean_area_px2"][0] == pytest.approx(200 / 3, rel=1e-12)
+    assert summary["covered_fraction"][0] == pytest.approx(0.01, rel=1e-12)
+
+
+def test_plane_summary_without_nuclei_is_count_zero_empty_means_covered_zero(tmp_path):
+    labels = np.zeros((30, 40), np.uint16)
+    nuclei = measure_plane(labels, [], None, HALF_UM)
+    summary = plane_summary(1, 0, nuclei, HALF_UM, labels.shape)
+    assert summary["nuclei"][0] == 0
+    assert summary["density_per_mm2"][0] == 0
+    assert np.isnan(summary["mean_area_um2"][0]) and np.isnan(summary["median_area_um2"][0])
+    assert summary["covered_fraction"][0] == 0
+    table = CsvTable(tmp_path / "p.csv", list(summary))
+    table.append(summary)
+    line = table.finish(True).read_text(encoding="utf-8").splitlines()[1]
+    assert line == "1,0,0,0,,,0"
+
+
+def test_table_paths_names_the_run_files(tmp_path):
+    paths = TablePaths(tmp_path, "embryo_01")
+    assert paths.nuclei == tmp_path / "embryo_01_nuclei.csv"
+    assert paths.planes == tmp_path / "embryo_01_planes.csv"
+    assert paths.tracks == tmp_path / "embryo_01_tracks.csv"
+    assert paths.workbook == tmp_path / "embryo_01_measurements.xlsx"
+    assert paths.plots == tmp_path / "embryo_01_plots"
+
+
+def test_table_paths_existing_finds_earlier_and_partial_files(tmp_path):
+    paths = TablePaths(tmp_path, "run")
+    assert paths.existing(True) == []
+    (tmp_path / "run_nuclei.csv").write_text("x\n")
+    (tmp_path / "run_planes.csv.partial").write_text("x\n")
+    (tmp_path / "run_tracks.csv").write_text("x\n")
+    (tmp_path / "run_plots").mkdir()
+    (tmp_path / "other_nuclei.csv").write_text("x\n")
+    without = set(paths.existing(False))
+    assert without == {tmp_path / "run_nuclei.csv", tmp_path / "run_planes.csv.partial",
+                       tmp_path / "run_plots"}
+    assert set(paths.existing(True)) == without | {tmp_path / "run_tracks.csv"}
+
+
+# ------------------------------------------------------------- tracks.py
+def moving_disc_planes(steps=5, shift=3, label=7):
+    """The nuclei columns of a disc moving ``shift`` px along x per time point."""
+    planes = []
+    for t in range(steps):
+        labels = np.zeros((80, 120), np.uint16)
+        labels[disk((40.3, 30.6 + shift * t), 10, shape=labels.shape)] = label
+        planes.append(measure_plane(labels, [], None, HALF_UM, time_point=t, z=0))
+    return planes
+
+
+def test_disc_moving_3_px_per_time_point_is_one_track_of_6_um():
+    builder = TrackBuilder(HALF_UM)
+    for t, nuclei in enumerate(moving_disc_planes()):
+        assert builder.add_plane(t, 0, nuclei) is None
+    tracks = builder.finish()
+    assert list(tracks) == ["track_id", "z", "first_time_point", "last_time_point", "time_points",
+                            "displacement_um", "path_length_um", "mean_speed_um_per_time_point"]
+    assert tracks["track_id"].tolist() == [7]
+    assert tracks["first_time_point"].tolist() == [0] and tracks["last_time_point"].tolist() == [4]
+    assert tracks["time_points"].tolist() == [5]
+    assert tracks["displacement_um"][0] == pytest.approx(12 * 0.5, rel=1e-9)
+    assert tracks["path_length_um"][0] == pytest.approx(6.0, rel=1e-9)
+    assert tracks["mean_speed_um_per_time_point"][0] == pytest.approx(6.0 / 4, rel=1e-9)
+
+
+def test_speed_per_second_column_only_with_a_time_increment():
+    builder = TrackBuilder(HALF_UM, time_increment_s=30)
+    for t, nuclei in enumerate(moving_disc_planes()):
+        builder.add_plane(t, 0, nuclei)
+    tracks = builder.finish()
+    assert tracks["mean_speed_um_per_s"][0] == pytest.approx(1.5 / 30, rel=1e-9)
+    assert list(tracks)[-1] == "mean_speed_um_per_s"
+
+
+def zigzag_plane(label, x, y):
+    return {"label": np.array([label]), "centroid_x_px": np.array([x]), "centroid_y_px": np.array([y])}
+
+
+def test_zig_zag_path_is_longer_than_its_displacement():
+    builder = TrackBuilder(Calibration(None))
+    for t, (x, y) in enumerate([(0, 0), (3, 4), (6, 0), (9, 4)]):
+        builder.add_plane(t, 0, zigzag_plane(3, x, y))
+    tracks = builder.finish()
+    assert "mean_speed_px_per_s" not in tracks
+    assert tracks["path_length_px"][0] == pytest.approx(15.0, rel=1e-12)          # 3 steps of 5
+    assert tracks["displacement_px"][0] == pytest.approx(math.hypot(9, 4), rel=1e-12)
+    assert tracks["mean_speed_px_per_time_point"][0] == pytest.approx(5.0, rel=1e-12)
+
+
+def test_tracks_of_one_z_are_returned_on_moving_to_the_next_sorted_by_id():
+    builder = TrackBuilder(Calibration(None))
+    for t in range(3):
+        plane = {"label": np.array([5, 2]), "centroid_x_px": np.array([10.0 + t, 50.0]),
+                 "centroid_y_px": np.array([20.0, 60.0 - 2 * t])}
+        assert builder.add_plane(t, 0, plane) is None
+    done = builder.add_plane(0, 1, zigzag_plane(9, 1.0, 1.0))
+    assert done["track_id"].tolist() == [2, 5]
+    assert done["z"].tolist() == [0, 0]
+    assert done["time_points"].tolist() == [3, 3]
+    np.testing.assert_allclose(done["path_length_px"], [4.0, 2.0], rtol=1e-12)
+    last = builder.finish()
+    assert last["track_id"].tolist() == [9] and last["z"].tolist() == [1]
+
+
+def test_single_time_point_track_has_empty_speed():
+    builder = TrackBuilder(Calibration(None), time_increment_s=10)
+    builder.add_plane(4, 0, zigzag_plane(1, 5.0, 5.0))
+    tracks = builder.finish()
+    assert tracks["time_points"].tolist() == [1]
+    assert tracks["displacement_px"][0] == 0 and tracks["path_length_px"][0] == 0
+    assert np.isnan(tracks["mean_speed_px_per_time_point"][0])
+    assert np.isnan(tracks["mean_speed_px_per_s"][0])
+
+
+def test_builder_without_planes_finishes_with_nothing():
+    assert TrackBuilder(HALF_UM).finish() is None
