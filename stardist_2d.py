@@ -27,7 +27,12 @@ GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed;
 WORKERS = None                 # processes for NMS + label rendering beside the CNN; None = one per core, 0 = none
 PLANE_MEMORY_MB = 2048         # memory one plane's prediction may take; bigger planes are tiled or cut in blocks
 BLOCK_OVERLAP = 128            # huge planes only: block overlap in pixels, above the largest nucleus' size
-OVERWRITE = False              # replace an existing output (file or channel)
+MEASURE = True                 # measure every nucleus: area, shape, channel intensities (tables, Excel, plots)
+RING_UM = 2.0                  # width of the ring around each nucleus whose channel means are measured
+PIXEL_SIZE_UM = None           # None = the image's pixel size; else (x, y) in um
+PLOTS = True                   # also the Excel workbook and the pictures; False = CSV tables only
+MEASUREMENTS_DIR = None        # None = beside the output (inside arivis: none); else a folder for the tables
+OVERWRITE = False              # replace an existing output (file or channel) and its tables
 # ---------------------------------------------------------------------------
 
 import sys

@@ -216,7 +216,7 @@ def area_histogram(nuclei_csv: Path, bins: int = 50, chunksize: int = CHUNKSIZE,
 
 
 def _grid(field_size: tuple[float, float], bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bin edges over the field: ``bins`` along the longer side, near-square bins covering it exactly.
+    """Bin edges: ``bins`` along the field's longer side, near-square bins covering it exactly.
 
     The bins are as square as a whole number of them per side allows, so no bin
     hangs over the field's edge and dilutes its density.
@@ -432,7 +432,7 @@ def _contrast_limits(image: np.ndarray) -> tuple[float, float] | None:
 
 
 def _block_reduce(values: np.ndarray, factor: int, reducer) -> np.ndarray:
-    """``reducer`` over ``factor`` x ``factor`` blocks; partial blocks at the end are edge-padded."""
+    """``reducer`` over ``factor`` x ``factor`` blocks; partial end blocks are edge-padded."""
     if factor == 1:
         return values
     rows, cols = values.shape
@@ -504,7 +504,7 @@ def _title_strip(text: str, width: int) -> np.ndarray:
 
 
 def plot_overlay(overlay: Overlay, path: Path) -> Path:
-    """The overlay at one image pixel per PNG pixel (integer-enlarged when small), titled with the count.
+    """The overlay, one image pixel per PNG pixel (whole-number enlarged when small), titled.
 
     Written as pixels (the title rendered by Agg above them), not through
     ``imshow``: that maps image pixels to PNG pixels exactly, and a 2000 x 2000

@@ -64,3 +64,35 @@ class PeakAnon:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class AnonTimeline(PeakAnon):
+    """``PeakAnon`` that keeps every sample: ``peaks_between(marks)`` gives per-interval peaks.
+
+    Why: a run's overall peak includes start-up transients (model load, worker spawn,
+    the CNN's first call) that differ by tens of MB from run to run; the peak between
+    two planes written is the steady state a long stack lives in.
+    """
+
+    def __init__(self, every_s: float = 0.005, children: bool = True) -> None:
+        super().__init__(every_s, children)
+        self.samples: list[tuple[float, float]] = []
+
+    def _sample(self) -> None:
+        import time
+        while True:
+            mb = anon_mb(self.children)
+            self.samples.append((time.perf_counter(), mb))
+            self.mb = max(self.mb, mb)
+            if self._stop.wait(self.every_s):
+                return
+
+    def peaks_between(self, marks: list[float]) -> list[float]:
+        """Peak MB in each interval ``marks[i] .. marks[i + 1]``, then after the last mark."""
+        import bisect
+        peaks = [0.0] * len(marks)
+        for when, mb in self.samples:
+            k = bisect.bisect(marks, when) - 1
+            if k >= 0:
+                peaks[k] = max(peaks[k], mb)
+        return peaks

@@ -44,7 +44,7 @@ def report(args, results: dict, outputs: dict, loop_rate) -> None:
     core_s = single["cnn"] + single["post"] + single["normalize"] + io
     ceiling = stages["gpu"]["workers"] / core_s
     s = stages["stages"]
-    total = sum(s.values())
+    total = sum(v for k, v in s.items() if k != "measure")
     gpu = stages["gpu"]
     print(f"machine: {machine()}")
     print(f"stack: {n} planes of {args.size} x {args.size}, nuclei per plane "
@@ -60,11 +60,22 @@ def report(args, results: dict, outputs: dict, loop_rate) -> None:
           f"normalize {single['normalize']:.3f}, I/O {io:.3f}; one thread each) / {gpu['workers']} cores "
           f"= {ceiling:.3f} planes/s = {ceiling / rate_base:.3f}x baseline; ours reach "
           f"{rate_ours / ceiling:.0%} of it")
+    measured_rates = [loop_rate(r["written"]) for r in results["measured"]]
+    rate_measured = float(np.median(measured_rates))
+    finish = float(np.median([r["finish_s"] for r in results["measured"]]))
+    print(f"measured (run, MEASURE on, {args.workers} workers): {rate_measured:.3f} planes/s; rounds: "
+          f"{', '.join(f'{r:.3f}' for r in measured_rates)}; measuring's share of the run's time "
+          f"{1 - rate_measured / rate_ours:.1%} (per round: "
+          f"{', '.join(f'{1 - m / o:.1%}' for m, o in zip(measured_rates, our_rates))}); "
+          f"after the last plane: workbook + plots {finish:.1f} s ({n} planes, "
+          f"{finish / (n / rate_measured + finish):.1%} of the measured run)")
     print(f"same objects: {identical}/{n} planes identical, lowest F1 at IoU 0.9 = {f1:.4f}")
     print(f"peak anonymous memory: baseline {base_peak:.0f} MB, ours {our_peak:.0f} MB "
           f"(incl. {args.workers} workers; sampled in separate, untimed runs)")
     print("time shares, sequential (s/plane): " + ", ".join(
-        f"{k} {v:.3f} ({v / total:.0%})" for k, v in s.items()))
+        f"{k} {v:.3f} ({v / total:.0%})" for k, v in s.items() if k != "measure"))
+    print(f"measuring, sequential: {s['measure']:.3f} s/plane = {s['measure'] / total:.1%} of a plane's "
+          f"segmentation (one channel, {np.mean(stages['nuclei']):.0f} nuclei/plane)")
     print(f"CNN: {stages['gflop']:.1f} GFLOP/plane; compiled call {s['cnn']:.3f} s -> "
           f"{stages['gflop'] / s['cnn']:.0f} GFLOP/s, keras predict {stages['keras_cnn_s']:.3f} s -> "
           f"{stages['gflop'] / stages['keras_cnn_s']:.0f} GFLOP/s, one thread {single['cnn']:.3f} s; "

@@ -1,5 +1,9 @@
 """Planes per second of ``run()`` against the seed-style loop, measured in the same session.
 
+"ours" runs with MEASURE off (segmentation alone), "measured" with the defaults
+(per-nucleus tables as planes complete, then workbook and plots): the share of a
+run's time measuring costs is 1 - rate(measured) / rate(ours).
+
     python bench/throughput.py [--planes 24] [--size 1024] [--model demo] [--rounds 3]
 
 Baseline: the obvious loop (model loaded once; per plane: read, ``normalize(1, 99.8)``,
@@ -83,18 +87,27 @@ def variant_ours(args) -> dict:
 
     config = Config(model2d_path=args.models, model_name=args.model, input_path=args.input,
                     output_path=args.output, overwrite=True, write_objects=False,
-                    workers=args.workers, label_dtype="uint16")
+                    workers=args.workers, label_dtype="uint16", measure=args.measure)
     started = time.perf_counter()
     with sampler(args) as peak:
         run(config, Timed(args.input, args.output, overwrite=True, show_progress=False))
+    ended = time.perf_counter()
     return dict(written=[w - loop_started[0] for w in written], peak_mb=peak.mb,
-                startup_s=loop_started[0] - started)
+                startup_s=loop_started[0] - started, finish_s=ended - written[-1])
+
+
+def variant_measured(args) -> dict:
+    """``run()`` with MEASURE on (tables per plane; workbook and plots after the last plane)."""
+    args.measure = True
+    return variant_ours(args)
 
 
 def variant_stages(args) -> dict:
     """Our sequential path, stage by stage (wall and CPU time), plus the GPU regime."""
     import tifffile
     from stardist.models import StarDist2D
+    from stardist_v4d.analysis.measure import Calibration
+    from stardist_v4d.pipeline.measuring import measure_instances
     from stardist_v4d.pipeline.normalization import plane_normalizer
     from stardist_v4d.pipeline.predict import instances, predict_sparse, use_compiled_cnn
 
@@ -108,7 +121,8 @@ def variant_stages(args) -> dict:
     keras_s = min(_wall(lambda: model.keras_model.predict(x[None, ..., None], verbose=0)) for _ in range(3))
     use_compiled_cnn(model)
     predict_sparse(model, x)
-    stages = dict(read=0.0, normalize=0.0, cnn=0.0, post=0.0, write=0.0)
+    stages = dict(read=0.0, normalize=0.0, cnn=0.0, post=0.0, write=0.0, measure=0.0)
+    calibration = Calibration((0.5, 0.5))
     out = np.lib.format.open_memmap(Path(args.output), mode="w+", dtype=np.uint16, shape=stack.shape)
     sparse, nuclei = [], []
     for z, plane in enumerate(stack):
@@ -118,6 +132,7 @@ def variant_stages(args) -> dict:
         sp = predict_sparse(model, image); t.append(time.perf_counter())
         labels, details = instances(sp); t.append(time.perf_counter())
         out[z] = labels; out.flush(); t.append(time.perf_counter())
+        measure_instances(labels, details, [raw], calibration); t.append(time.perf_counter())
         for key, a, b in zip(stages, t, t[1:]):
             stages[key] += (b - a) / len(stack)
         sparse.append(sp)
@@ -150,7 +165,7 @@ def loop_rate(written: list[float]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variant", choices=("baseline", "ours", "stages"))
+    p.add_argument("--variant", choices=("baseline", "ours", "measured", "stages"))
     p.add_argument("--planes", type=int, default=24)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--size", type=int, default=1024)
@@ -158,6 +173,7 @@ def main() -> None:
     p.add_argument("--model", default="demo")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--memory", action="store_true", help="(variants) sample peak anonymous memory")
+    p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)   # set by variant_measured
     p.add_argument("--input", type=Path)
     p.add_argument("--output", type=Path)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stardist_v4d_bench")
@@ -177,10 +193,10 @@ def main() -> None:
         from stardist_v4d.pipeline.workers import cores
         args.workers = cores()
     outputs = {name: args.cache / f"{name}.{'npy' if name == 'stages' else 'tif'}"
-               for name in ("baseline", "ours", "stages")}
-    results = {"baseline": [], "ours": []}
+               for name in ("baseline", "ours", "measured", "stages")}
+    results = {"baseline": [], "ours": [], "measured": []}
     for _ in range(args.rounds):
-        for name in ("baseline", "ours"):
+        for name in ("baseline", "ours", "measured"):
             results[name].append(in_subprocess(name, args, outputs[name]))
     for name in ("baseline", "ours"):
         results[f"{name}_memory"] = in_subprocess(name, args, outputs[name], memory=True)

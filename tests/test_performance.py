@@ -164,11 +164,11 @@ def test_huge_planes_are_predicted_in_blocks_that_join_up(tmp_path, models_dir, 
 
 
 MEMORY_SCRIPT = """
-import json, sys
+import json, sys, time
 sys.path.insert(0, {bench!r})
 from pathlib import Path
 import numpy as np, tifffile
-from anon_memory import PeakAnon
+from anon_memory import AnonTimeline, anon_mb
 from stardist_v4d.config import Config
 from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.run import run
@@ -178,22 +178,43 @@ tile = synthetic_nuclei((256, 256), np.random.default_rng(0))[0]
 plane = (np.tile(tile, ({size} // 256, {size} // 256)) * 1000).astype(np.uint16)
 planes = np.stack([np.stack([plane, plane[::-1]])] * n)       # two channels: both are measured
 tifffile.imwrite(folder / "in.tif", planes, ome=True, metadata={{"axes": "ZCYX"}})
-peaks = {{}}
+marks = []
+class Marked(TiffHost):
+    def write_plane(self, *args):
+        super().write_plane(*args)
+        marks.append(time.perf_counter())
+    def finish(self, completed):
+        marks.append(time.perf_counter())              # then: tables, workbook, plots
+        before_finish.append(anon_mb())
+        return super().finish(completed)
+result, before_finish = {{}}, []
 for workers in (0, 2):
+    marks.clear()
     config = Config(model2d_path=Path({models!r}), model_name="tiny", input_path=folder / "in.tif",
                     output_path=folder / f"out{{workers}}.tif", workers=workers, write_objects=False,
                     measure=True, prob_thresh=0.5012)   # the tiny model's probabilities are all near 0.5
-    host = TiffHost(config.input_path, config.output_path, show_progress=False)
-    with PeakAnon() as peak:
+    host = Marked(config.input_path, config.output_path, show_progress=False)
+    with AnonTimeline() as timeline:
         run(config, host)
-    peaks[workers] = peak.mb
-print(json.dumps(peaks))
+    peaks = timeline.peaks_between(marks)
+    result[workers] = dict(planes=peaks[:-2], finish=peaks[-1] - before_finish[-1])
+print(json.dumps(result))
 """
 
 
-def test_peak_anonymous_memory_does_not_grow_with_the_stack(tmp_path, models_dir):
+def test_memory_does_not_grow_with_the_stack_while_measuring(tmp_path, models_dir):
+    """Planes N..2N and 3N..4N of a 4N-plane run live in the same memory, and the end
+    (tables, workbook, plots of 4x the rows) takes no more than the end of an N-plane run.
+
+    Per-plane peaks (between two planes written), not the run's overall peak: start-up
+    transients (worker spawn beside the model's load and first CNN call) vary by tens of
+    MB from run to run, and the allocators warm up over the first ~8 planes (+50 MB,
+    then flat), so neither says anything about the stack's length. Medians of per-plane
+    peaks are compared, so one noisy plane does not decide; the end is measured above
+    the memory in use when it starts.
+    """
     size, n = 1024, 6
-    peaks = []
+    runs = []
     for planes in (n, 4 * n):
         folder = tmp_path / f"n{planes}"
         folder.mkdir()
@@ -202,13 +223,15 @@ def test_peak_anonymous_memory_does_not_grow_with_the_stack(tmp_path, models_dir
         done = subprocess.run([sys.executable, "-c", script, str(planes)], capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        peaks.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     plane_mb = size * size * 10 / 2 ** 20        # raw uint16 + float32 copy + int32 labels
-    # measuring on (two channels, tables, workbook and plots at the end): nothing may grow either
-    whole_stack_mb = 3 * n * size * size * 2 / 2 ** 20   # what 3N more uint16 planes would add
+    whole_stack_mb = 3 * n * size * size * 2 * 2 / 2 ** 20   # 3N more two-channel uint16 planes
     for workers in ("0", "2"):
-        growth = peaks[1][workers] - peaks[0][workers]
-        assert growth < 2 * plane_mb < whole_stack_mb, (workers, peaks)
+        short, long = runs[0][workers], runs[1][workers]
+        middle = float(np.median(long["planes"][n:2 * n]))
+        late = float(np.median(long["planes"][3 * n:]))
+        assert late - middle < 2 * plane_mb < whole_stack_mb, (workers, runs)
+        assert long["finish"] - short["finish"] < 2 * plane_mb, (workers, runs)
 
 
 @pytest.mark.parametrize("flags, message", [

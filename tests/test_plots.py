@@ -32,7 +32,7 @@ def fmt(value) -> str:
 
 def write_tables(tmp_path: Path, nuclei: list[tuple], planes: list[tuple[int, int]],
                  unit: str = "um") -> tuple[Path, Path]:
-    """Nuclei rows ``(t, z, x, y, area)`` and segmented planes ``(t, z)``; nuclei counted per plane."""
+    """Nuclei rows ``(t, z, x, y, area)`` and segmented planes ``(t, z)``, counted per plane."""
     nuclei_csv, planes_csv = tmp_path / "nuclei.csv", tmp_path / "planes.csv"
     lines = [NUCLEI_HEADER[unit]]
     for label, (t, z, x, y, area) in enumerate(nuclei, start=1):
@@ -202,7 +202,7 @@ def test_density_map_known_centroids_um(tmp_path):
 
 
 def test_density_map_px_units_non_square_field(tmp_path):
-    """Pixel tables: per 10⁶ px²; bins square, 20 along the longer side, the field covered exactly."""
+    """Pixel tables: per 10⁶ px²; square bins, 20 along the longer side, covering the field."""
     nuclei = [(2, z, 195.0, 5.0, 40.0) for z in (0, 1) for _ in range(5)]  # top-right bin
     nuclei += [(2, 0, 200.0, 100.0, 40.0)]  # on the far corner: the last bin
     nuclei_csv, planes_csv = write_tables(tmp_path, nuclei, [(2, 0), (2, 1)], unit="px")
