@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from stardist_v4d.analysis.plots import (Overlay, area_histogram, density_map, density_maps,
-                                         make_plots, overlay_rgb, plot_nuclei_per_plane,
-                                         plot_overlay, read_planes, table_units)
+from stardist_v4d.analysis.overlay import Overlay, overlay_rgb, plot_overlay
+from stardist_v4d.analysis.plots import (area_histogram, density_bins, density_map, density_maps, make_plots,
+                                         plot_nuclei_per_plane, read_planes, table_units)
 
 NUCLEI_HEADER = {
     "um": "time_point,z,label,centroid_x_um,centroid_y_um,area_um2,perimeter_um,roundness,"
@@ -304,3 +304,11 @@ def test_overlay_rgb_in_strips_equals_the_whole_plane():
 def test_overlay_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same"):
         overlay_rgb(Overlay(np.zeros((10, 10)), np.zeros((10, 11), np.int32), 0, 0))
+
+
+def test_density_bins_are_about_three_nuclear_diameters_wide():
+    area = np.pi * 5.0 ** 2                        # diameter 10 um
+    assert density_bins((600.0, 300.0), area) == 20        # 600 / 30
+    assert density_bins((128.0, 128.0), area) == 4         # never fewer than 4
+    assert density_bins((10_000.0, 50.0), area) == 40      # never more than 40
+    assert density_bins((600.0, 300.0), float("nan")) == 20  # no nuclei: the default
