@@ -153,11 +153,9 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "track_t: an object keeps its ID over time; link_z: overlapping objects in "
                         "neighbouring planes share one ID (3D objects)")
     p.add_argument("--link-iou", type=float, help="overlap (IoU) that links objects for track_t / link_z (default 0.3)")
-    objects = p.add_mutually_exclusive_group()
-    objects.add_argument("--objects", dest="write_objects", action="store_const", const=True,
-                         help="also write one outline per nucleus (an ImageJ ROI zip beside a TIFF output) [default]")
-    objects.add_argument("--no-objects", dest="write_objects", action="store_const", const=False,
-                         help="write labels only")
+    _switch(p, "write_objects", "objects",
+            "also write one outline per nucleus (an ImageJ ROI zip beside a TIFF output) [default]",
+            "write labels only")
     p.add_argument("--gpu-memory-mb", type=int, help="cap on GPU memory TensorFlow may take (default: grow as needed)")
     p.add_argument("--workers", type=int, help="worker processes for NMS and label rendering beside the CNN "
                    "(default: one per core, for runs big enough to repay their ~1 s start; 0: none)")
@@ -165,24 +163,28 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                    f"are tiled, huge ones predicted in blocks (default {defaults.plane_memory_mb})")
     p.add_argument("--block-overlap", type=int, help="overlap of blocks for huge planes, in pixels; must exceed "
                    f"the largest nucleus' size (default {defaults.block_overlap})")
-    measure = p.add_mutually_exclusive_group()
-    measure.add_argument("--measure", dest="measure", action="store_const", const=True,
-                         help="also measure every nucleus: tables (CSV, Excel) and plots beside the output [default]")
-    measure.add_argument("--no-measure", dest="measure", action="store_const", const=False,
-                         help="labels (and outlines) only")
+    _switch(p, "measure", "measure",
+            "also measure every nucleus: tables (CSV, Excel) and plots beside the output [default]",
+            "labels (and outlines) only")
     p.add_argument("--ring-um", type=float, help="width of the ring around each nucleus whose channel means "
                    f"are measured, in um (default {defaults.ring_um:g})")
     p.add_argument("--pixel-size-um", type=float, nargs=2, metavar=("X", "Y"),
                    help="pixel size in um for the measurements (default: the file's)")
-    plots = p.add_mutually_exclusive_group()
-    plots.add_argument("--plots", dest="plots", action="store_const", const=True,
-                       help="draw the area histogram, density maps, counts and an outline overlay [default]")
-    plots.add_argument("--no-plots", dest="plots", action="store_const", const=False,
-                       help="tables only, no pictures")
+    _switch(p, "plots", "plots",
+            "also write the Excel workbook and the pictures (area histogram, density maps, counts, "
+            "outline overlay) [default]", "the CSV tables only: no workbook, no pictures")
     p.add_argument("--measurements-dir", type=Path, help="folder for the tables and plots "
                    "(default: beside the output)")
-    p.add_argument("--overwrite", action="store_const", const=True, help="replace an existing output file")
+    p.add_argument("--overwrite", action="store_const", const=True,
+                   help="replace an existing output file and its tables and plots")
     return p
+
+
+def _switch(parser: argparse.ArgumentParser, dest: str, word: str, on_help: str, off_help: str) -> None:
+    """``--WORD`` / ``--no-WORD``: True / False for ``dest``; neither given = the constant's value."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{word}", dest=dest, action="store_const", const=True, help=on_help)
+    group.add_argument(f"--no-{word}", dest=dest, action="store_const", const=False, help=off_help)
 
 
 def _tiles_word(text: str) -> int | str:

@@ -89,6 +89,8 @@ def measure_plane(labels: np.ndarray, channels: Sequence[np.ndarray],
     for k, channel in enumerate(channels):
         if np.shape(channel) != labels.shape:
             raise ValueError(f"channel {k} has shape {np.shape(channel)}, labels {labels.shape}")
+    if labels.size and int(labels.max()) >= labels.size:
+        return _measure_sparse_ids(labels, channels, probabilities, calibration, time_point, z)
     flat = labels.ravel().astype(np.int64)
     where = np.flatnonzero(flat)
     ids = flat[where]
@@ -136,6 +138,23 @@ def measure_plane(labels: np.ndarray, channels: Sequence[np.ndarray],
         columns[f"std_c{k}"] = np.sqrt(np.maximum(squares - mean * mean, 0.0))
         columns[f"ring_mean_c{k}"] = _ring_means(ring, values, size, present)
     return {name: columns[name] for name in names}
+
+
+def _measure_sparse_ids(labels, channels, probabilities, calibration, time_point, z):
+    """IDs larger than the plane (run-wide IDs of a long run): measured as 1..n, reported as given.
+
+    Every column is a ``bincount`` over IDs, so IDs in the millions would cost arrays
+    of that length; numbering the plane's IDs compactly first keeps them at the plane's size.
+    """
+    ids, compact = np.unique(labels, return_inverse=True)
+    if ids[0] != 0:                                  # no background: keep 0 free
+        ids, compact = np.r_[0, ids], compact + 1
+    compact = compact.reshape(labels.shape)
+    by_compact = None if probabilities is None else {
+        k: probabilities[int(i)] for k, i in enumerate(ids) if int(i) in probabilities}
+    columns = measure_plane(compact, channels, by_compact, calibration, time_point, z)
+    columns["label"] = ids[columns["label"]].astype(np.int64)
+    return columns
 
 
 def _per_label_sum(ids: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:

@@ -707,3 +707,14 @@ def test_single_time_point_track_has_empty_speed():
 
 def test_builder_without_planes_finishes_with_nothing():
     assert TrackBuilder(HALF_UM).finish() is None
+
+
+def test_run_wide_ids_in_the_billions_are_measured_as_given():
+    labels = np.zeros((40, 40), np.uint32)
+    labels[5:15, 5:15] = 4_000_000_000
+    labels[20:30, 20:35] = 7
+    columns = measure_plane(labels, [labels.astype(np.float32)], {7: 0.9}, Calibration(None))
+    assert columns["label"].tolist() == [7, 4_000_000_000]
+    assert columns["area_px2"].tolist() == [150.0, 100.0]
+    assert columns["mean_c0"].tolist() == [7.0, 4e9]
+    assert columns["probability"][0] == 0.9 and np.isnan(columns["probability"][1])

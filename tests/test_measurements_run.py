@@ -20,6 +20,7 @@ from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.run import run
 from stardist_v4d.remeasure import main as measure_main
 from stardist_v4d.training.synthetic import synthetic_nuclei
+from test_pipeline import StopAfter
 
 SIZE = 96
 PIXEL = 0.5
@@ -184,20 +185,6 @@ def test_existing_tables_stop_the_run_before_the_model_loads(tmp_path, models_di
         segment(tmp_path, models_dir)
     assert (tmp_path / "out_nuclei.csv").read_text() == "earlier\n"
     assert not (tmp_path / "out.ome.tif.partial").exists()
-
-
-class StopAfter(TiffHost):
-    """A TIFF host whose user presses cancel after ``planes`` planes."""
-
-    def __init__(self, *args, planes: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.planes, self.done = planes, 0
-
-    def report_progress(self, done: int, total: int) -> None:
-        self.done = done
-
-    def cancelled(self) -> bool:
-        return self.done >= self.planes
 
 
 def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_planes(tmp_path, models_dir):
