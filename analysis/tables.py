@@ -66,11 +66,17 @@ class CsvTable:
     Written as ``PATH.partial``; ``finish(True)`` renames it to ``PATH``.
     """
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+    def __init__(self, path: Path, columns: Sequence[str], resume_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.partial_path = Path(str(self.path) + PARTIAL_SUFFIX)
         self.columns = list(columns)
         self.rows = 0
+        if resume_bytes is not None:           # a resumed run: back to the last complete plane
+            os.truncate(self.partial_path, resume_bytes)
+            with open(self.partial_path, encoding="utf-8") as earlier:
+                self.rows = sum(1 for _ in earlier) - 1
+            self._file = open(self.partial_path, "a", newline="", encoding="utf-8")
+            return
         self._file = open(self.partial_path, "w", newline="", encoding="utf-8")
         self._file.write(",".join(self.columns) + "\n")
         self._file.flush()
@@ -84,6 +90,11 @@ class CsvTable:
         self._file.flush()
         os.fsync(self._file.fileno())
         self.rows += len(fields[0])
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far (flushed): what the journal records after each plane."""
+        return self._file.tell() if not self._file.closed else self.partial_path.stat().st_size
 
     def finish(self, completed: bool) -> Path:
         """Close; a completed table goes to its final name. Returns where it is."""
@@ -126,9 +137,10 @@ class TablePaths:
         return self.file("plots")
 
     def existing(self, with_tracks: bool) -> list[Path]:
-        """Files of an earlier run that a new one would replace (``.partial`` ones too)."""
+        """Finished files of an earlier run that a new one would replace.
+
+        ``.partial`` tables are not counted: they belong to the output's ``.partial``,
+        which the host resumes (or replaces) on its own terms.
+        """
         paths = [self.nuclei, self.planes, self.workbook] + ([self.tracks] if with_tracks else [])
-        found = [p for p in paths if p.exists()]
-        found += [Path(str(p) + PARTIAL_SUFFIX) for p in paths
-                  if Path(str(p) + PARTIAL_SUFFIX).exists()]
-        return found + ([self.plots] if self.plots.exists() else [])
+        return [p for p in paths if p.exists()] + ([self.plots] if self.plots.exists() else [])

@@ -66,6 +66,17 @@ class TrackBuilder:
             track.points += 1
         return finished
 
+    def state(self) -> dict:
+        """The open tracks, as JSON-ready numbers (a resumed run continues them)."""
+        return {"z": self._z, "live": [[label, t.z, t.first_t, t.last_t, t.points, *t.start, *t.end, t.path]
+                                       for label, t in self._live.items()]}
+
+    def restore(self, state: dict) -> None:
+        """Continue the open tracks of ``state`` (from ``state()``)."""
+        self._z = state.get("z")
+        self._live = {int(label): _Track(int(z), int(first), int(last), int(points), (sx, sy), (ex, ey), path)
+                      for label, z, first, last, points, sx, sy, ex, ey, path in state.get("live", [])}
+
     def finish(self) -> dict[str, np.ndarray] | None:
         """The tracks still open (the last Z's), as columns."""
         return self._flush()

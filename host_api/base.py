@@ -85,8 +85,12 @@ class Host(ABC):
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
         """One input plane, ``(Y, X)`` in the input's dtype. Never the whole stack."""
 
-    def check_output(self, name: str) -> None:
-        """Fail early, before the model loads, if output ``name`` cannot be created."""
+    def check_output(self, name: str, description: Mapping[str, str] | None = None) -> None:
+        """Fail early, before the model loads, if output ``name`` cannot be created.
+
+        ``description`` is the run record ``add_channel`` will get: a host that can
+        resume a stopped run compares it with the one that made the earlier planes.
+        """
 
     @abstractmethod
     def add_channel(self, name: str, dtype: np.dtype,
@@ -103,6 +107,22 @@ class Host(ABC):
 
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         """Store one object per nucleus (hosts without an object store ignore this)."""
+
+    # resuming a stopped run (hosts that cannot resume keep these defaults)
+    def completed_planes(self) -> dict[tuple[int, int], int]:
+        """``{(t, z): nuclei}`` an earlier, stopped run completed in this output; the run skips them."""
+        return {}
+
+    def resume_state(self) -> dict:
+        """The pipeline's state recorded with the earlier run's last complete plane."""
+        return {}
+
+    def commit_plane(self, time_point: int, z: int, nuclei: int, state: Mapping) -> None:
+        """The plane's labels, objects and table rows are written: record it as complete."""
+
+    def read_output_plane(self, time_point: int, z: int) -> np.ndarray:
+        """Labels as written (a resumed run links its next plane to them)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read back its output")
 
     def report_progress(self, done: int, total: int) -> None:
         """Tell the user how far the run is; called after every plane."""

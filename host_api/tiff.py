@@ -8,6 +8,12 @@ Output is a new OME-TIFF ``TZCYX`` holding every input channel plus the label
 channel last. It is written through a memory map to ``OUTPUT.partial`` and
 renamed to ``OUTPUT`` only when the run completes, so a crash or a stop never
 leaves a file that looks finished, and every plane written before it is kept.
+
+Nothing lost, nothing mixed: one run at a time writes an output (``OutputLock``);
+the file's blocks are claimed before the first plane (``disk_space``); after each
+plane the journal (``OUTPUT.journal``) records it as complete, so a rerun of the same
+command after a crash resumes where the run stopped, and any other rerun refuses to
+mix (``journal``). A run that stops before its first plane leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -20,8 +26,11 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from .base import DatasetInfo, Host, Nucleus, OutputTarget
+from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
+from .disk_space import check_free, reserve, write_error
 from .imagej_rois import RoiSidecar, sidecar_path
+from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, input_identity
+from .output_lock import OutputLock
 from .tiff_metadata import output_metadata, read_run_description
 from .tiff_reader import TiffStack
 
@@ -47,16 +56,28 @@ class TiffHost(Host):
         self.input_path = Path(input_path)
         self.output_path = Path(output_path)
         self.partial_path = Path(str(self.output_path) + PARTIAL_SUFFIX)
+        self.journal_path = Path(str(self.output_path) + JOURNAL_SUFFIX)
         self.show_progress = show_progress
-        self._check_paths(overwrite)
+        self.overwrite = overwrite
         self._out: np.memmap | None = None
         self._label_channel = -1
         self._written: set[tuple[int, int]] = set()
         self._finished: OutputTarget | None = None
         self._bar: tqdm | None = None
         self._rois: RoiSidecar | None = None
-        self._stack = TiffStack(self.input_path, time_point)
-        self._info = self._stack.dataset_info()
+        self._journal: Journal | None = None
+        self._earlier: Journal | None = None        # a stopped run's journal, to resume from
+        self._check_paths(overwrite)
+        self._lock = OutputLock(self.output_path)
+        self._took_over = self._lock.acquire()      # before anything is written, or read twice
+        try:
+            self._stack = TiffStack(self.input_path, time_point)
+            self._info = self._stack.dataset_info()
+            if not overwrite and self.partial_path.exists():
+                self._earlier = Journal.load(self.journal_path)
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ------------------------------------------------------------------ input
     def _check_paths(self, overwrite: bool) -> None:
@@ -70,10 +91,13 @@ class TiffHost(Host):
                              "output path (the input is never modified).")
         if not self.output_path.parent.is_dir():
             raise FileNotFoundError(f"Output folder {self.output_path.parent} does not exist.")
-        for path, why in ((self.output_path, ""), (self.partial_path, " (kept from a stopped run)")):
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"Output {path} already exists{why}; "
-                                      "use --overwrite to replace it.")
+        for path in (self.output_path, self.partial_path):
+            if path.is_dir():
+                raise IsADirectoryError(f"Output {path} is a folder; give a file name ending in "
+                                        ".ome.tif (the folder is not replaced, even with --overwrite)")
+        if self.output_path.exists() and not overwrite:
+            raise FileExistsError(f"Output {self.output_path} already exists; "
+                                  "use --overwrite to replace it.")
 
     def dataset_info(self) -> DatasetInfo:
         """Sizes, dtype, names and pixel size, read from the file once at opening."""
@@ -87,13 +111,52 @@ class TiffHost(Host):
         self._stack._check_index(time_point, z, channel, size_c)
 
     # ----------------------------------------------------------------- output
+    def check_output(self, name: str, description: Mapping[str, str] | None = None) -> None:
+        """Say now (before the model loads) whether an earlier stopped run can be resumed.
+
+        A ``.partial`` with a journal made by the same settings, model and input is
+        resumed; one made otherwise stops the run naming the difference (only
+        ``--overwrite`` starts afresh); one without a journal holds no plane that can
+        be trusted and is replaced.
+        """
+        if self._took_over:
+            self.log(self._took_over)
+        if self.overwrite or not self.partial_path.exists():
+            return
+        if self._earlier is None or not self._earlier.prepared:
+            self.log(f"{self.partial_path} has no journal of complete planes (a run from before "
+                     "resuming existed, or one stopped while starting): starting afresh.")
+            self._earlier = None
+            return
+        found = differences(_flat(self._earlier.identity), _flat(self._identity(name, description)))
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise HostError(
+                f"{self.partial_path} holds {len(self._earlier.planes)} complete plane(s) of a run with "
+                f"other settings or input: {found[0]}{more}; rerun with the same settings to resume, "
+                "or with --overwrite to start afresh")
+
+    def _identity(self, name: str, description: Mapping[str, str] | None) -> dict:
+        """What made an output: the run record, the input file, the output's layout."""
+        info = self._info
+        record = {k: v for k, v in (description or {}).items() if k not in NOT_IDENTITY}
+        return {"record": record,
+                "input": input_identity(self.input_path, self.read_plane, info.size_c, info.size_t,
+                                        info.size_z),
+                "output": {"channel": name, "shape": list(self._output_shape())}}
+
+    def _output_shape(self) -> tuple[int, ...]:
+        info = self._info
+        return (info.size_t, info.size_z, info.size_c + 1, info.size_y, info.size_x)
+
     def add_channel(self, name: str, dtype: np.dtype,
                     description: Mapping[str, str] | None = None) -> OutputTarget:
         """Create ``OUTPUT.partial``: input channels copied, then label channel ``name``.
 
         The copy is numerically exact, so ``dtype`` must hold every input value;
         ``description`` (run settings, model, versions) is stored as an OME
-        MapAnnotation, read back by ``read_run_description``.
+        MapAnnotation, read back by ``read_run_description``. A resumable earlier
+        run's ``.partial`` is reopened instead (see ``check_output``).
         """
         if self._out is not None or self._label_channel >= 0:
             raise RuntimeError("add_channel was already called; a TiffHost writes one label channel.")
@@ -101,7 +164,14 @@ class TiffHost(Host):
         dtype = np.dtype(dtype)
         if not np.can_cast(info.dtype, dtype, "safe"):
             raise ValueError(f"Output type {dtype} cannot hold the input's {info.dtype} values.")
-        shape = (info.size_t, info.size_z, info.size_c + 1, info.size_y, info.size_x)
+        self.check_output(name, description)
+        self._label_channel = info.size_c
+        if self._earlier is not None:
+            return self._reopen(dtype)
+        shape = self._output_shape()
+        for stale in (self.journal_path, self.partial_path):
+            stale.unlink(missing_ok=True)
+        check_free(self.output_path.parent, math.prod(shape) * dtype.itemsize + 2 ** 20)
         metadata = output_metadata(info.channel_names + (name,), info.pixel_size_um,
                                    self.output_path.name, description, info.time_increment_s)
         metadata["Description"] = (f"Channels of {self.input_path.name} and StarDist labels "
@@ -109,9 +179,49 @@ class TiffHost(Host):
         self._out = tifffile.memmap(
             self.partial_path, shape=shape, dtype=dtype, ome=True, photometric="minisblack",
             bigtiff=math.prod(shape) * dtype.itemsize > BIGTIFF_BYTES, metadata=metadata)
+        try:
+            reserve(self.partial_path)
+        except BaseException:
+            self._out = None
+            self.partial_path.unlink(missing_ok=True)
+            raise
         self._copy_input(self._out)
-        self._label_channel = info.size_c
+        self._journal = Journal(self.journal_path, self._identity(name, description), prepared=True)
+        self._journal.save()
         return OutputTarget(location=str(self.partial_path), channel=self._label_channel)
+
+    def _reopen(self, dtype: np.dtype) -> OutputTarget:
+        """Continue an earlier run's ``.partial``: its complete planes stay as they are."""
+        out = tifffile.memmap(self.partial_path, mode="r+")
+        if out.shape != self._output_shape() or out.dtype != dtype:
+            raise HostError(f"{self.partial_path} has shape {out.shape} {out.dtype}, not "
+                            f"{self._output_shape()} {dtype}; rerun with --overwrite to start afresh")
+        self._out, self._journal = out, self._earlier
+        self._written = set(self._journal.done)
+        if "rois" in self._journal.files:
+            self._rois = RoiSidecar(sidecar_path(self.output_path), self._label_channel,
+                                    resume_bytes=self._journal.files["rois"])
+        return OutputTarget(location=str(self.partial_path), channel=self._label_channel)
+
+    def completed_planes(self) -> dict[tuple[int, int], int]:
+        """Planes an earlier run completed (``{(t, z): nuclei}``); empty for a fresh run."""
+        return dict(self._earlier.done) if self._earlier is not None else {}
+
+    def resume_state(self) -> dict:
+        """The run's own state recorded with the last complete plane (empty for a fresh run)."""
+        return dict(self._earlier.state) if self._earlier is not None else {}
+
+    def commit_plane(self, time_point: int, z: int, nuclei: int, state: Mapping) -> None:
+        """Record the plane as complete: its labels, outlines and table rows are on disk."""
+        files = {"rois": self._rois.size} if self._rois is not None else {}
+        try:
+            self._journal.add_plane(time_point, z, nuclei, files, state)
+        except OSError as error:
+            raise write_error(error, self.journal_path) from None
+
+    def read_output_plane(self, time_point: int, z: int) -> np.ndarray:
+        """Labels as written for plane ``(t, z)`` (a resumed run links to the plane before)."""
+        return np.array(self._require_output()[time_point, z, self._label_channel])
 
     def _copy_input(self, out: np.memmap) -> None:
         """Copy every input plane into the output, one plane in memory at a time."""
@@ -134,15 +244,21 @@ class TiffHost(Host):
         if labels.shape != self._info.plane_shape:
             raise ValueError(f"Label plane has shape {labels.shape}, expected "
                              f"{self._info.plane_shape}.")
-        out[time_point, z, channel] = labels
-        out.flush()
+        try:
+            out[time_point, z, channel] = labels
+            out.flush()
+        except OSError as error:
+            raise write_error(error, self.partial_path) from None
         self._written.add((time_point, z))
 
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         """Outlines go to an ImageJ ROI zip beside the output (``OUT_rois.zip``)."""
         if self._rois is None:
             self._rois = RoiSidecar(sidecar_path(self.output_path), self._label_channel)
-        self._rois.append(time_point, z, nuclei, tag)
+        try:
+            self._rois.append(time_point, z, nuclei, tag)
+        except OSError as error:
+            raise write_error(error, self._rois.parts_path) from None
 
     def measurements_place(self) -> tuple[Path, str]:
         """Beside the output, with the ROI zip's stem: ``OUT_nuclei.csv`` for ``OUT.ome.tif``."""
@@ -170,33 +286,50 @@ class TiffHost(Host):
         return False
 
     def finish(self, completed: bool) -> OutputTarget:
-        """Close the output; a completed run renames ``.partial`` to the output path.
+        """Close the output and let go of the lock; a completed run renames ``.partial``.
 
-        A stopped run keeps ``.partial`` (every plane written so far) and leaves any
-        existing output untouched.
+        A stopped run keeps ``.partial`` (every complete plane), its journal and the
+        outline stream, so the same command resumes it; one that completed no plane
+        leaves nothing behind. An existing output is left untouched until a run completes.
         """
         if self._finished is not None:
             return self._finished
-        if self._out is None:              # stopped before add_channel: nothing was written
+        try:
             self._close_output()
-            return OutputTarget(str(self.output_path), -1, complete=False,
-                                notes=["The run stopped before any output was created."])
-        self._close_output()
-        self._finished = self._closing_target(completed)
+            if self._journal is None:          # stopped before add_channel: nothing was written
+                self._finished = OutputTarget(str(self.output_path), -1, complete=False,
+                                              notes=["The run stopped before any output was created."])
+            elif not completed and not self._journal.planes:
+                self._finished = self._discard()
+            else:
+                self._finished = self._closing_target(completed)
+                if self._rois is not None:
+                    rois = self._rois.finish(completed)
+                    if rois is not None:
+                        self._finished.notes.append(
+                            f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {rois}")
+            return self._finished
+        finally:
+            self._lock.release()
+
+    def _discard(self) -> OutputTarget:
+        """A run that completed no plane: remove what it created."""
+        for path in (self.partial_path, self.journal_path):
+            path.unlink(missing_ok=True)
         if self._rois is not None:
-            rois = self._rois.finish(completed)
-            if rois is not None:
-                self._finished.notes.append(f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {rois}")
-        return self._finished
+            self._rois.discard()
+        return OutputTarget(str(self.output_path), self._label_channel, complete=False,
+                            notes=["The run stopped before its first plane was complete; nothing was kept."])
 
     def _closing_target(self, completed: bool) -> OutputTarget:
         """Rename a completed output into place; describe a stopped one."""
         if completed:
             os.replace(self.partial_path, self.output_path)
+            self._journal.remove()
             return OutputTarget(str(self.output_path), self._label_channel, complete=True)
-        notes = [f"The run stopped early: {len(self._written)} label plane(s) were written.",
-                 f"The completed planes are kept in {self.partial_path}; "
-                 f"{self.output_path} was not written."]
+        notes = [f"The run stopped early: {len(self._journal.planes)} label plane(s) are complete.",
+                 f"The completed planes are kept in {self.partial_path}; {self.output_path} was not "
+                 "written. Rerun the same command to resume (or with --overwrite to start afresh)."]
         return OutputTarget(str(self.partial_path), self._label_channel, complete=False,
                             notes=notes)
 
@@ -215,12 +348,22 @@ class TiffHost(Host):
             self._out = None
 
     def close(self) -> None:
-        """Release the input file and any open output (a ``.partial`` stays as it is)."""
+        """Release the input file, any open output (a ``.partial`` stays as it is) and the lock."""
         self._close_output()
         self._stack.close()
+        self._lock.release()
 
     def __enter__(self) -> TiffHost:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _flat(identity: Mapping) -> dict[str, object]:
+    """``{"record": {...}, "input": {...}}`` -> ``{"record.k": v, "input.k": v}`` for comparing."""
+    flat: dict[str, object] = {}
+    for part, values in identity.items():
+        for key, value in (values.items() if isinstance(values, Mapping) else [("", values)]):
+            flat[f"{part}.{key}" if key else part] = value
+    return flat

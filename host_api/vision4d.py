@@ -367,7 +367,7 @@ class ScriptEditorHost(Host):
                             self.dataset_info().plane_shape, "read_imageset_plane")
         return plane
 
-    def check_output(self, name: str) -> None:
+    def check_output(self, name: str, description: Mapping[str, str] | None = None) -> None:
         """An existing channel ``name`` stops the run (before the model loads) unless OVERWRITE."""
         if name in tuple(channel_names(self.imageset)) and not self.overwrite:
             raise OutputChannelExists(

@@ -83,3 +83,14 @@ class LabelNumbering:
     @property
     def largest_id(self) -> int:
         return self.next_id - 1
+
+    def state(self) -> dict:
+        """What a resumed run needs besides the previous plane's labels (kept in the journal)."""
+        return {"next_id": self.next_id}
+
+    def restore(self, state: dict, previous: tuple[int, int, np.ndarray] | None) -> None:
+        """Continue after an earlier run: its next ID, and the last plane it wrote (run IDs)."""
+        self.next_id = int(state.get("next_id", 1))
+        if self.mode in ("track_t", "link_z") and previous is not None:
+            t, z, run_ids = previous
+            self._previous = (t, z, np.asarray(run_ids).astype(np.int64))

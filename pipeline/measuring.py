@@ -98,18 +98,31 @@ class RunMeasurements:
     plots: bool = True
     overlay: Overlay | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
+    resume: Mapping | None = None            # ``state()`` recorded with an earlier run's last plane
 
     def __post_init__(self) -> None:
         from ..analysis.measure import column_names
 
         self.paths.folder.mkdir(parents=True, exist_ok=True)
-        self.nuclei = CsvTable(self.paths.nuclei, column_names(len(self.channel_names), self.calibration))
-        self.planes = CsvTable(self.paths.planes, planes_columns(self.calibration))
+        sizes = (self.resume or {}).get("tables", {})
+        self.nuclei = CsvTable(self.paths.nuclei, column_names(len(self.channel_names), self.calibration),
+                               sizes.get("nuclei"))
+        self.planes = CsvTable(self.paths.planes, planes_columns(self.calibration), sizes.get("planes"))
         self.tracks: CsvTable | None = None
         self.track_builder: TrackBuilder | None = None
         if self.with_tracks:
             self.track_builder = TrackBuilder(self.calibration, self.time_increment_s)
-            self.tracks = CsvTable(self.paths.tracks, self.track_builder.columns)
+            self.tracks = CsvTable(self.paths.tracks, self.track_builder.columns, sizes.get("tracks"))
+            if self.resume and "tracks" in self.resume:
+                self.track_builder.restore(self.resume["tracks"])
+
+    def state(self) -> dict:
+        """Table sizes and open tracks after the last plane: a resumed run starts from them."""
+        tables = {"nuclei": self.nuclei, "planes": self.planes, "tracks": self.tracks}
+        state: dict = {"tables": {k: t.size for k, t in tables.items() if t is not None}}
+        if self.track_builder is not None:
+            state["tracks"] = self.track_builder.state()
+        return state
 
     def add_plane(self, time_point: int, z: int, columns: Columns, labels: np.ndarray) -> None:
         """Append one written plane's rows (run IDs) to every table."""
@@ -192,13 +205,22 @@ class MeasurePlan:
     plots: bool = True
     overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
 
-    def start(self, settings: Mapping[str, str]) -> RunMeasurements | None:
-        """Open the tables (once the output exists); None when no files are written."""
+    def start(self, settings: Mapping[str, str], resume: Mapping | None = None,
+              written: Callable[[int, int], np.ndarray] | None = None) -> RunMeasurements | None:
+        """Open the tables (once the output exists); None when no files are written.
+
+        ``resume`` continues an earlier run's tables (``RunMeasurements.state()``);
+        ``written`` reads back a plane it wrote, for the overlay picture.
+        """
         if self.paths is None:
             return None
         overlay = None if self.overlay is None else Overlay(*self.overlay)
+        if resume and overlay is not None and written is not None and \
+                (overlay.time_point, overlay.z) in {tuple(p) for p in resume.get("planes", [])}:
+            overlay.labels = written(overlay.time_point, overlay.z)
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
-                               self.with_tracks, self.time_increment_s, self.plots, overlay, settings)
+                               self.with_tracks, self.time_increment_s, self.plots, overlay, settings,
+                               resume)
 
     def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
         """Per label, the features the host attaches to objects (None when it attaches none)."""

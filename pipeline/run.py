@@ -26,6 +26,7 @@ from .model import load_model
 from .normalization import plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
 from .predict import predict_sparse, use_compiled_cnn
+from .resume import Resume, plane_state, restore_numbering, resume_for
 from .tiling import auto_tiles, needs_blocks, predict_blocks
 from .workers import PendingPool, check_not_bootstrapping, measured, start_pool
 
@@ -61,9 +62,15 @@ def plan_for(config: Config, host: Host) -> Plan:
 
 
 def run_record(config: Config, model_name: str) -> dict[str, str]:
-    """Settings, model and package versions, stored with the output."""
+    """Settings, model (and its weights' hash) and package versions, stored with the output.
+
+    Also what a resumed run must match: the same record made the earlier planes.
+    """
     from importlib.metadata import PackageNotFoundError, version
     record = {"software": "stardist-v4d", "model": model_name, "python": platform.python_version()}
+    weights = weights_file(config.model_dir)
+    if weights is not None:
+        record["model.weights_sha256"] = sha256_of(weights)
     for package in ("stardist-v4d", "stardist", "csbdeep", "tensorflow", "tensorflow-cpu", "numpy", "tifffile"):
         try:
             record[f"version.{package}"] = version(package)
@@ -71,6 +78,24 @@ def run_record(config: Config, model_name: str) -> dict[str, str]:
             pass
     record.update({f"setting.{k}": v for k, v in config.as_record().items()})
     return record
+
+
+def weights_file(folder) -> "Path | None":
+    """The weights StarDist will load from a model folder (None for a registered name)."""
+    from .model import ModelError, read_model_folder
+    try:
+        return read_model_folder(folder)[1] if folder.is_dir() else None
+    except ModelError:
+        return None
+
+
+def sha256_of(path) -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2 ** 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] | None:
@@ -97,11 +122,14 @@ def plane_reader(host: Host, plan: Plan, measuring: bool):
 
 
 def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
-                 pending: PendingPool | None, measuring: MeasurePlan | None = None
+                 pending: PendingPool | None, measuring: MeasurePlan | None = None,
+                 steps: list[tuple[int, int]] | None = None
                  ) -> Iterator[tuple[int, int, np.ndarray, dict, dict | None]]:
-    """``(t, z, labels, details, measurements)`` per step: whole, tiled or in blocks; with or
-    without workers. ``measurements`` (plane IDs) is None when not measuring."""
-    steps, info, stop = plan.steps, host.dataset_info(), host.cancelled
+    """``(t, z, labels, details, measurements)`` per step (default: every planned step):
+    whole, tiled or in blocks; with or without workers. ``measurements`` (plane IDs) is None
+    when not measuring."""
+    steps = plan.steps if steps is None else steps
+    info, stop = host.dataset_info(), host.cancelled
     read = plane_reader(host, plan, measuring is not None)
     calibration = None if measuring is None else measuring.calibration
     prob_thresh, nms_thresh = config.prob_thresh, config.nms_thresh     # None: the model's own
@@ -157,21 +185,26 @@ def run(config: Config, host: Host) -> RunSummary:
     plan = plan_for(config, host)
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
-    host.check_output(config.output_ch_name)
+    record = run_record(config, config.model_name)
+    host.check_output(config.output_ch_name, record)
+    resume = resume_for(host, steps)
+    summary.nuclei_per_plane.update(resume.done)
+    summary.planes_done = len(resume.done)
     measuring = measure_plan(config, host, plan)
     info = host.dataset_info()
     pending = None if uses_blocks(config, info.plane_shape) else start_pool(
-        config.workers, len(steps), info.size_y * info.size_x, host.allows_worker_processes(), host.log)
+        config.workers, len(resume.left(steps)), info.size_y * info.size_x,
+        host.allows_worker_processes(), host.log)
     try:
-        return _segment(config, host, plan, summary, pending, started, measuring)
+        return _segment(config, host, plan, summary, pending, started, measuring, record, resume)
     finally:
         if pending is not None:
             pending.shutdown()
 
 
 def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
-             pending: PendingPool | None, started: float,
-             measuring: MeasurePlan | None = None) -> RunSummary:
+             pending: PendingPool | None, started: float, measuring: MeasurePlan | None,
+             record: dict[str, str], resume: Resume) -> RunSummary:
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
     configure_gpu(config.gpu_memory_mb, host.log)
@@ -188,12 +221,14 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     numbering = LabelNumbering(config.label_ids, config.link_iou)
     tag = f"{config.output_ch_name} ({config.model_name})"
 
-    record = run_record(config, config.model_name)
     output = host.add_channel(config.output_ch_name, plan.output_dtype, description=record)
     summary.output_channel = output.channel
-    tables = None if measuring is None else measuring.start(record)
+    restore_numbering(numbering, resume, host)
+    tables = None if measuring is None else measuring.start(record, resume.measurements(),
+                                                            host.read_output_plane)
     completed = False
-    planes = plane_stream(config, host, plan, model, normalizer, pending, measuring)
+    planes = plane_stream(config, host, plan, model, normalizer, pending, measuring,
+                          resume.left(steps))
     try:
         for t, z, labels, details, columns in planes:
             if host.cancelled():
@@ -214,6 +249,7 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
                 features = measuring.features(columns)
             if config.write_objects:
                 host.add_objects(t, z, nuclei_from(details, run_ids, features), tag)
+            host.commit_plane(t, z, count, plane_state(numbering, tables))
             summary.nuclei_per_plane[(t, z)] = count
             summary.planes_done += 1
             host.log(f"t={t} z={z}: {count} nuclei")
@@ -225,7 +261,9 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
         planes.close()
         summary.completed = completed
         summary.output = host.finish(completed)
-        if tables is not None:
+        if tables is not None and not completed and not summary.planes_done:
+            tables.discard()                   # no plane complete: nothing is left behind
+        elif tables is not None:
             summary.output.notes.extend(tables.finish(
                 completed, lambda t, z: host.read_plane(plan.channel, t, z)))
         summary.seconds = time.monotonic() - started

@@ -279,7 +279,9 @@ def test_stopped_run_keeps_partial_file_with_written_planes(tmp_path, write_stac
     target = host.add_channel("labels", np.uint16)
     assert target.location == str(out) + ".partial"
     host.write_plane(target.channel, 0, 0, np.full((8, 6), 7))
+    host.commit_plane(0, 0, 1, {})
     host.write_plane(target.channel, 1, 2, np.full((8, 6), 9))
+    host.commit_plane(1, 2, 1, {})
     on_disk = tifffile.imread(target.location)   # written planes are on disk before finish
     assert on_disk[0, 0, 2, 0, 0] == 7 and on_disk[1, 2, 2, 0, 0] == 9
     result = host.finish(completed=False)
@@ -291,8 +293,20 @@ def test_stopped_run_keeps_partial_file_with_written_planes(tmp_path, write_stac
     labels = tifffile.imread(target.location)[:, :, 2]
     assert labels[0, 0].min() == 7 and labels[1, 2].min() == 9
     assert np.count_nonzero(labels.reshape(6, -1).any(axis=1)) == 2
-    with pytest.raises(FileExistsError, match="stopped run"):
-        TiffHost(path, out)                  # the kept planes are not silently replaced
+    with TiffHost(path, out) as again:        # the kept planes are resumed, not replaced
+        again.check_output("labels")
+        assert again.completed_planes() == {(0, 0): 1, (1, 2): 1}
+
+
+def test_a_run_that_completes_no_plane_leaves_nothing_behind(tmp_path, write_stack, random_stack):
+    path = write_stack(tmp_path / "in.ome.tif", random_stack("TZCYX"), "TZCYX")
+    out = tmp_path / "out.ome.tif"
+    with TiffHost(path, out, show_progress=False) as host:
+        target = host.add_channel("labels", np.uint16)
+        host.write_plane(target.channel, 0, 0, np.full((8, 6), 7))     # written, never committed
+        result = host.finish(completed=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.tif"]
+    assert "nothing was kept" in result.notes[0]
 
 
 def test_run_stopped_before_any_output_reports_it(tmp_path, write_stack, random_stack):
