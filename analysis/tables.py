@@ -91,6 +91,14 @@ class CsvTable:
         os.fsync(self._file.fileno())
         self.rows += len(fields[0])
 
+    def cut_back(self, size: int) -> None:
+        """Truncate to ``size`` bytes (a plane boundary recorded earlier) and recount the rows."""
+        self._file.flush()
+        self._file.truncate(size)
+        self._file.seek(size)
+        with open(self.partial_path, encoding="utf-8") as written:
+            self.rows = sum(1 for _ in written) - 1
+
     @property
     def size(self) -> int:
         """Bytes written so far (flushed): what the journal records after each plane."""

@@ -55,9 +55,13 @@ class RoiSidecar:
             self.discard()
             self.parts_path.touch()
         else:
-            with open(self.parts_path, "r+b") as parts:
-                parts.truncate(resume_bytes)
-            self.count = sum(1 for _ in self._entries())
+            self.cut_back(resume_bytes)
+
+    def cut_back(self, size: int) -> None:
+        """Truncate the stream to ``size`` bytes (a plane boundary recorded earlier)."""
+        with open(self.parts_path, "r+b") as parts:
+            parts.truncate(size)
+        self.count = sum(1 for _ in self._entries())
 
     def append(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         """Outlines of one plane (roifile takes 0-based C, Z, T and stores ImageJ's 1-based)."""

@@ -41,10 +41,28 @@ def input_identity(path: Path, read_plane: Callable[[int, int, int], np.ndarray]
 
 
 def differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """``"KEY was A, now B"`` for every key that differs (identity keys only)."""
-    keys = sorted((set(before) | set(now)) - set(NOT_IDENTITY))
-    return [f"{key} was {before.get(key, '(not set)')!r}, now {now.get(key, '(not set)')!r}"
-            for key in keys if before.get(key) != now.get(key)]
+    """``"LABEL_IDS was 'unique', now 'per_plane'"`` for every identity key that differs.
+
+    Keys are flattened (``record.setting.label_ids``, ``input.mtime_ns``) and said in
+    the user's words: a setting by its constant's name, the input file as one item.
+    """
+    found: list[str] = []
+    for key in sorted(set(before) | set(now)):
+        if before.get(key) == now.get(key):
+            continue
+        if key.startswith("input."):
+            text = f"the input file changed ({key[len('input.'):]})"
+        elif key.startswith("record.setting."):
+            text = (f"{key[len('record.setting.'):].upper()} was {before.get(key, '(not set)')!r}, "
+                    f"now {now.get(key, '(not set)')!r}")
+        elif key == "record.model.weights_sha256":
+            text = "the model's weights changed"
+        else:
+            name = key.split(".", 1)[-1]
+            text = f"{name} was {before.get(key, '(not set)')!r}, now {now.get(key, '(not set)')!r}"
+        if text not in found:
+            found.append(text)
+    return found
 
 
 @dataclass

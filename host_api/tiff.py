@@ -172,8 +172,10 @@ class TiffHost(Host):
         for stale in (self.journal_path, self.partial_path):
             stale.unlink(missing_ok=True)
         check_free(self.output_path.parent, math.prod(shape) * dtype.itemsize + 2 ** 20)
+        identity = self._identity(name, description)
         metadata = output_metadata(info.channel_names + (name,), info.pixel_size_um,
-                                   self.output_path.name, description, info.time_increment_s)
+                                   self.output_path.name, description, info.time_increment_s,
+                                   uuid=_uuid_of(identity))
         metadata["Description"] = (f"Channels of {self.input_path.name} and StarDist labels "
                                    f"'{name}' (channel {info.size_c}).")
         self._out = tifffile.memmap(
@@ -186,7 +188,7 @@ class TiffHost(Host):
             self.partial_path.unlink(missing_ok=True)
             raise
         self._copy_input(self._out)
-        self._journal = Journal(self.journal_path, self._identity(name, description), prepared=True)
+        self._journal = Journal(self.journal_path, identity, prepared=True)
         self._journal.save()
         return OutputTarget(location=str(self.partial_path), channel=self._label_channel)
 
@@ -303,6 +305,8 @@ class TiffHost(Host):
                 self._finished = self._discard()
             else:
                 self._finished = self._closing_target(completed)
+                if self._rois is not None and not completed:     # outlines of complete planes only
+                    self._rois.cut_back(self._journal.files.get("rois", 0))
                 if self._rois is not None:
                     rois = self._rois.finish(completed)
                     if rois is not None:
@@ -367,3 +371,10 @@ def _flat(identity: Mapping) -> dict[str, object]:
         for key, value in (values.items() if isinstance(values, Mapping) else [("", values)]):
             flat[f"{part}.{key}" if key else part] = value
     return flat
+
+
+def _uuid_of(identity: Mapping) -> str:
+    """The OME UUID of an output, from what made it: the same run gives the same bytes."""
+    import json
+    import uuid
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "stardist-v4d:" + json.dumps(identity, sort_keys=True)))

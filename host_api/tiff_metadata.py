@@ -79,6 +79,27 @@ def ome_pixels(tif: tifffile.TiffFile) -> ET.Element | None:
     return root.find("{*}Image/{*}Pixels")
 
 
+def declared_planes(tif: tifffile.TiffFile) -> int | None:
+    """How many planes (pages of Y, X and samples) the file's own metadata promises: ImageJ
+    ``images=``, or OME ``SizeT * SizeZ * SizeC`` (the RGB samples of one plane counted once).
+    None when the file declares nothing (plain TIFF) or the declaration is unreadable.
+
+    A file cut short keeps its first page, and with it the count of planes it was
+    written with: this words a damaged file's error ("declares 3 planes, 1 readable").
+    """
+    pixels = ome_pixels(tif)
+    if pixels is not None:
+        try:
+            size_t, size_z, size_c = (int(pixels.get(f"Size{a}", 1)) for a in "TZC")
+            channel = pixels.find("{*}Channel")
+            samples = int(channel.get("SamplesPerPixel", 1)) if channel is not None else 1
+        except ValueError:
+            return None
+        return size_t * size_z * max(1, size_c // max(1, samples))
+    images = (tif.imagej_metadata or {}).get("images")
+    return images if isinstance(images, int) and images > 0 else None
+
+
 def channel_names(tif: tifffile.TiffFile, size_c: int) -> tuple[str, ...]:
     """Channel names from OME ``Channel/@Name`` or ImageJ ``Labels``; else ``C0, C1, ...``.
 
@@ -159,13 +180,15 @@ def _per_unit_to_size(resolution: tuple[int, int] | None, unit: str | None) -> f
 
 def output_metadata(channel_names: tuple[str, ...], pixel_size: tuple[float | None, ...],
                     name: str, description: Mapping[str, str] | None,
-                    time_increment: float | None = None) -> dict:
+                    time_increment: float | None = None, uuid: str | None = None) -> dict:
     """tifffile OME metadata for a ``TZCYX`` output: names, pixel size, run record.
 
     The run record is an OME ``MapAnnotation`` (key/value pairs) in our namespace:
     Fiji, OMERO and tifffile all show it, and ``read_run_description`` reads it back.
     """
     meta: dict = {"axes": "TZCYX", "Name": name, "Channel": {"Name": list(channel_names)}}
+    if uuid:                     # else tifffile draws a random one: no two runs the same bytes
+        meta["UUID"] = f"urn:uuid:{uuid}"
     for axis, size in zip("XYZ", pixel_size):
         if size is not None:
             meta[f"PhysicalSize{axis}"] = float(size)

@@ -6,18 +6,166 @@ memory map when its pixels are contiguous and uncompressed (this covers ImageJ
 hyperstacks over 4 GiB, whose file holds a single IFD), through the TIFF pages
 otherwise. The stack is never loaded whole. Used by ``TiffHost`` for the image and
 by the ``measure`` command for an image and a label file.
+
+A file is checked when it is opened, from its IFDs only (no pixel data is decoded),
+so that a run stops before its model loads rather than segmenting part of a file:
+
+- damaged: fewer planes readable than the file declares (ImageJ ``images=``, OME
+  ``SizeT*SizeZ*SizeC``, the series shape), a page whose data lie past the end of the
+  file, a page list that breaks off, a tag tifffile cannot read (unless it is a tag no
+  plane depends on, such as a vendor's private tag);
+- pages of two sizes or pixel types, or more than one image series: refused, never a
+  silent first part;
+- palette (indexed-colour) pages: refused, except in ImageJ files (ImageJ saves an
+  8-bit image with a colour LUT that way; its pixel values are the intensities, as in Fiji);
+- pixel types: bool is read as uint8 (0/1); complex and non-numeric types are refused.
+  64-bit integers are read as they are (``measure`` takes such label files); a run
+  refuses them in ``pipeline.plan.output_dtype``, since OME-TIFF has no 64-bit integers.
+
+Each refusal is one line naming the file, what is wrong and what to do
+(``BadTiffError``). A page that is undecodable when read (a corrupt compressed
+stream) is a ``BadTiffError`` naming the plane.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import tifffile
 
-from .base import DatasetInfo
-from .tiff_metadata import channel_names, normalize_axes, pixel_size_um, time_increment_s
+from .base import DatasetInfo, HostError
+from .tiff_metadata import (channel_names, declared_planes, normalize_axes, pixel_size_um,
+                            time_increment_s)
+
+#: TIFF tags planes depend on (their layout, their meaning, the stack's declaration). A tag
+#: tifffile cannot read is damage when it is one of these; any other (a private vendor tag)
+#: is left to tifffile's warning.
+ESSENTIAL_TAGS = frozenset({
+    254, 256, 257, 258, 259, 262, 266, 270, 273, 277, 278, 279, 284, 317, 320, 322, 323,
+    324, 325, 330, 338, 339, 50838, 50839})
+#: tifffile's words for a page list that stops before its end.
+_BROKEN_PAGE_LIST = ("invalid page offset", "invalid offset to page", "corrupted tag list",
+                     "invalid next page", "circular reference")
+
+
+class BadTiffError(HostError, ValueError):
+    """A TIFF a run cannot read as it is: damaged, or of a kind it does not take. One line.
+
+    A ``HostError`` (the launcher prints it as one line) and a ``ValueError`` (the
+    ``measure`` command reports those).
+    """
+
+
+class _Problems(logging.Handler):
+    """What tifffile logs while a file is opened or a plane read."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            self.records.append(record)
+        else:                    # another thread's tifffile: not ours to judge, pass it on
+            logging.getLogger().handle(record)
+
+    def damage(self) -> list[str]:
+        """tifffile's errors that concern the planes, in words (one line each); a page list
+        that breaks off comes first."""
+        found = []
+        for record in self.records:
+            if record.levelno < logging.ERROR:
+                continue
+            raw = record.getMessage()
+            if "OME series raised" in raw:   # tifffile falls back to the pages; declared_planes
+                continue                     # still counts the OME-XML's planes against them
+            message = _one_line(raw)
+            tag = re.search(r"TiffTag (\d+)|tag #(\d+)", raw)
+            if tag:
+                code = int(tag.group(1) or tag.group(2))
+                if code not in ESSENTIAL_TAGS:
+                    continue
+                name = tifffile.TIFF.TAGS.get(code, str(code))
+                message = f"its {name} tag cannot be read ({message.removeprefix('raised ')})"
+            found.append(message)
+        return sorted(found, key=lambda line: not _breaks_off(line))
+
+    def replay(self) -> None:
+        """Pass on tifffile's warnings about a file that turned out readable, as before."""
+        logger = logging.getLogger("tifffile")
+        for record in self.records:
+            logger.handle(record)
+
+
+@contextmanager
+def _tifffile_log() -> Iterator[_Problems]:
+    """Collect tifffile's log records instead of printing them (a user error is one line)."""
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Problems(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _breaks_off(line: str) -> bool:
+    return any(words in line for words in _BROKEN_PAGE_LIST)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _error_text(error: BaseException) -> str:
+    """``zlib.error: Error -3 ...``: the exception's type (with its module when the name alone
+    says nothing) and message, on one line."""
+    kind, module = type(error).__name__, type(error).__module__
+    if module.split(".")[0] not in ("builtins", "tifffile"):
+        kind = f"{module}.{kind}"
+    return f"{kind}: {_one_line(error)}"
+
+
+def _one_line(text: object) -> str:
+    """tifffile's message without its object prefixes (``<tifffile.TiffPages @8>``), on one line."""
+    text = re.sub(r"<tifffile\.[^>]*>\s*|<TiffTag\.fromfile>\s*|<tifffile\.read_tags>\s*", "",
+                  str(text))
+    text = re.sub(r"\b\w*Error\((['\"])(.*?)\1\)", r"\2", text)    # TiffFileError('...') -> ...
+    return " ".join(text.split())
+
+
+def file_size_text(size: int) -> str:
+    """``12.6 kB``, ``1.2 MB``: decimal units, as file managers show them."""
+    if size < 1000:
+        return f"{size} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _page_name(index: int | tuple[int, ...]) -> str:
+    """``page 3``; a SubIFD as ``sub-image 1 of page 3``."""
+    if isinstance(index, tuple):
+        return f"sub-image {index[-1]} of page {index[0]}" if len(index) > 1 else f"page {index[0]}"
+    return f"page {index}"
+
+
+def _describe(page) -> str:
+    """``64 x 48 uint16`` (height x width), ``x 3 samples`` for RGB."""
+    samples = f" x {page.samplesperpixel} samples" if page.samplesperpixel > 1 else ""
+    return f"{page.imagelength} x {page.imagewidth}{samples} {np.dtype(page.dtype).name}"
 
 
 class TiffStack:
@@ -25,28 +173,53 @@ class TiffStack:
 
     def __init__(self, path: str | os.PathLike, time_point: int = 0) -> None:
         self.input_path = Path(path)
+        if self.input_path.is_dir():
+            raise IsADirectoryError(f"Input {self.input_path} is a folder; give one TIFF file "
+                                    "(.tif, .tiff, .ome.tif), not the folder that holds it.")
         if not self.input_path.is_file():
             raise FileNotFoundError(f"Input file {self.input_path} does not exist.")
         self._memmap: np.memmap | None = None
-        self._tif = tifffile.TiffFile(self.input_path)      # opened "rb": never written
-        try:
-            self._info = self._open_input(time_point)
-        except BaseException:
-            self._tif.close()
-            raise
-
-    def _open_input(self, time_point: int) -> DatasetInfo:
-        """Work out how planes are laid out in the file, once."""
-        series = self._tif.series[0]
         source = str(self.input_path)
+        with _tifffile_log() as problems:
+            try:
+                self._tif = tifffile.TiffFile(self.input_path)      # opened "rb": never written
+            except OSError:                  # permission denied, ...: its own words
+                raise
+            except Exception as error:       # tifffile raises TiffFileError, struct.error, ...
+                what = ("is empty (0 bytes)" if self.input_path.stat().st_size == 0
+                        else f"is not a readable TIFF file ({_one_line(error)})")
+                raise BadTiffError(f"{source} {what}; give a TIFF stack (.tif, .tiff, .ome.tif)") from None
+            try:
+                self._info = self._open_input(time_point, problems)
+            except BaseException:
+                self._tif.close()
+                raise
+        problems.replay()
+
+    # ------------------------------------------------------------ opening checks
+    def _open_input(self, time_point: int, problems: _Problems) -> DatasetInfo:
+        """Check the file, then work out how planes are laid out in it, once."""
+        source = str(self.input_path)
+        try:
+            len(self._tif.pages)             # walks the whole IFD chain: headers only, no pixels
+            all_series = self._tif.series
+        except Exception as error:
+            raise BadTiffError(f"{source} is damaged ({_error_text(error)}); copy or export "
+                               "the file again") from None
+        if not all_series or not all_series[0].shape:
+            raise BadTiffError(f"{source} holds no image (no page with pixels); give a TIFF stack")
+        series = all_series[0]
+        self._check_complete(series, problems)
+        self._check_one_series(all_series)
+        self._check_photometric(series)
         self._axes = normalize_axes(series.axes, source)
         self._shape = tuple(int(n) for n in series.shape)
-        self._dtype = np.dtype(series.dtype).newbyteorder("=")
+        self._dtype = self._pixel_type(np.dtype(series.dtype))
         sizes = dict(zip(self._axes, self._shape))
         self._samples = sizes.get("S", 1)
         size_c = sizes.get("C", 1) * self._samples
         self._pages = series.pages
-        if series.dataoffset is not None:
+        if series.dataoffset is not None and series.dtype != np.bool_:
             self._memmap = np.memmap(self.input_path, mode="r", offset=series.dataoffset,
                                      shape=self._shape,
                                      dtype=np.dtype(self._tif.byteorder + self._dtype.char))
@@ -55,8 +228,8 @@ class TiffStack:
             self._page_ndim = len(page_axes)
             n_pages = math.prod(self._shape[:-self._page_ndim])
             if self._axes[-self._page_ndim:] != page_axes or len(self._pages) != n_pages:
-                raise ValueError(f"Cannot read planes of {source}: its pages ({page_axes}) do not "
-                                 f"match its axes {series.axes!r}.")
+                raise BadTiffError(f"Cannot read planes of {source}: its pages ({page_axes}) do not "
+                                   f"match its axes {series.axes!r}.")
         return DatasetInfo(
             size_t=sizes.get("T", 1), size_z=sizes.get("Z", 1), size_c=size_c,
             size_y=sizes["Y"], size_x=sizes["X"], dtype=self._dtype,
@@ -64,13 +237,129 @@ class TiffStack:
             pixel_size_um=pixel_size_um(self._tif), time_increment_s=time_increment_s(self._tif),
             active_time_point=time_point, source=source)
 
+    def _check_complete(self, series: tifffile.TiffPageSeries, problems: _Problems) -> None:
+        """Every declared plane has a page whose data lie inside the file; else one line.
+
+        Offsets and byte counts only: no page is decoded here (files can be far bigger
+        than memory). A page whose compressed data are corrupt is found when it is read.
+        """
+        source, tif = str(self.input_path), self._tif
+        size = tif.filehandle.size
+        keyframe = series.keyframe
+        per_page = max(1, math.prod(keyframe.shape))
+        n_planes = math.prod(series.shape) // per_page
+        declared = declared_planes(tif) if keyframe.samplesperpixel == 1 else None
+        expected = max(n_planes, declared or 0)
+        absent: list[int] = []                   # planes no page holds
+        cut = 0                                  # pages whose data run past the end
+        if series.dataoffset is not None:        # contiguous: planes follow each other
+            whole = max(0, (size - series.dataoffset) // (per_page * np.dtype(series.dtype).itemsize))
+            readable = min(expected, whole)
+            cut = expected - readable
+        else:
+            pages, readable = series.pages, 0
+            for i in range(n_planes):
+                try:
+                    page = pages[i]
+                except IndexError:               # tifffile's view of a shaped series past its pages
+                    page = None
+                if page is None:
+                    absent.append(i)
+                elif any(offset + count > page.parent.filehandle.size   # (an OME companion's own)
+                         for offset, count in zip(page.dataoffsets, page.databytecounts) if count):
+                    cut += 1
+                else:
+                    readable += 1
+            absent.extend(range(n_planes, expected))
+        damage = problems.damage()
+        broken = any(_breaks_off(line) for line in damage)
+        ends = f"the file ends at {file_size_text(size)}; it may be cut short"
+        if readable == expected and not damage:
+            return
+        if declared is not None or series.kind != "generic":    # the file says how many planes
+            if readable < expected:
+                why = ends if cut or broken or damage else (
+                    f"no page holds plane {absent[0]}" if len(absent) == 1
+                    else f"no page holds planes {absent[0]}-{absent[-1]}")
+                raise BadTiffError(f"{source} declares {expected} planes, {readable} readable "
+                                   f"({why}); copy or export the file again")
+        listed = _plural(len(tif.pages), "page")
+        if broken:
+            what = f"its list of pages breaks off after {listed}"
+            what += f", {cut} of them incomplete" if cut else f" ({damage[0]})"
+        elif cut:
+            what = f"{cut} of its {listed} {'is' if cut == 1 else 'are'} incomplete"
+        else:
+            what = damage[0]
+        where = f" ({ends})" if cut or broken or "offset" in what else ""
+        raise BadTiffError(f"{source} is damaged: {what}; {_plural(readable, 'plane')} readable"
+                           f"{where}; copy or export the file again")
+
+    def _check_one_series(self, all_series: list[tifffile.TiffPageSeries]) -> None:
+        """One stack per file: pages of another size or type, or a second series, are refused.
+
+        tifffile groups pages into series by shape and type; reduced-resolution pages
+        (pyramid levels, previews) are levels of their series, not series, and are ignored.
+        """
+        if len(all_series) < 2:
+            return
+        source, first = str(self.input_path), all_series[0]
+
+        def first_page(series: tifffile.TiffPageSeries):
+            return next((p for p in series.pages if p is not None), series.keyframe)
+
+        def order(series: tifffile.TiffPageSeries) -> tuple[int, ...]:
+            index = first_page(series).index
+            return index if isinstance(index, tuple) else (index,)
+
+        looks = lambda s: (_describe(s.keyframe), np.dtype(s.dtype))  # noqa: E731
+        different = sorted((s for s in all_series[1:] if looks(s) != looks(first)), key=order)
+        if different:
+            page = first_page(different[0])
+            raise BadTiffError(
+                f"{source}: {_page_name(page.index)} is {_describe(page)} but page 0 is "
+                f"{_describe(first.keyframe)}; the pages of a stack must share one size and pixel "
+                "type: save the pages of each size as their own TIFF")
+        planes = [math.prod(s.shape) // max(1, math.prod(s.keyframe.shape)) for s in all_series]
+        raise BadTiffError(
+            f"{source} holds {len(all_series)} image series ({planes[0]} plane(s) in the first, "
+            f"{sum(planes)} in all, the second from {_page_name(first_page(all_series[1]).index)}); "
+            "a run reads one stack per file: save each series as its own TIFF")
+
+    def _check_photometric(self, series: tifffile.TiffPageSeries) -> None:
+        """Palette pages hold colour-table indices; only ImageJ's are intensities."""
+        if series.keyframe.photometric != tifffile.PHOTOMETRIC.PALETTE or self._tif.is_imagej:
+            return
+        raise BadTiffError(
+            f"{self.input_path} is a palette (indexed-colour) image: its pixel values are "
+            "colour-table indices, not intensities; convert it first (Fiji: Image > Type > "
+            "8-bit for grey values, or Image > Type > RGB Color) and save it as TIFF")
+
+    def _pixel_type(self, dtype: np.dtype) -> np.dtype:
+        """The type planes are read in: bool widens to uint8; complex and non-numbers are refused."""
+        dtype = dtype.newbyteorder("=")
+        if dtype.kind == "b":
+            return np.dtype(np.uint8)       # 0 and 1, exactly
+        if dtype.kind in "ui" or (dtype.kind == "f" and dtype.itemsize <= 8):
+            return dtype
+        if dtype.kind == "c":
+            raise BadTiffError(
+                f"{self.input_path} has complex pixels ({dtype.name}); StarDist segments real "
+                "intensities: save the magnitude or the real part as float32 (numpy: "
+                "np.abs(image).astype('float32'))")
+        raise BadTiffError(
+            f"{self.input_path} has pixels of type {dtype.name}, which are not intensities; save "
+            "it as uint8, uint16, int32 or float32")
+
+    # ------------------------------------------------------------------ reading
     def dataset_info(self) -> DatasetInfo:
         """Sizes, dtype, names and pixel size, read from the file once at opening."""
         return self._info
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
-        """One ``(Y, X)`` plane in the input dtype; RGB sample ``s`` of channel ``c`` is
-        channel ``c * S + s``."""
+        """One ``(Y, X)`` plane in the input dtype (bool as uint8); RGB sample ``s`` of channel
+        ``c`` is channel ``c * S + s``. A page that cannot be decoded is a ``BadTiffError``
+        naming the plane."""
         info = self._info
         self._check_index(time_point, z, channel, info.size_c)
         where = {"T": time_point, "Z": z}
@@ -82,10 +371,28 @@ class TiffStack:
             n = len(self._axes) - self._page_ndim
             number = int(np.ravel_multi_index(index[:n], self._shape[:n])) if n else 0
             page = self._pages[number]
-            if page is None:           # plane missing from the file: tifffile reads it as 0
-                return np.zeros(info.plane_shape, self._dtype)
-            plane = page.asarray()[index[n:]]
+            if page is None:           # refused at opening; kept as a guard
+                raise self._undecodable(channel, time_point, z, "no page holds it")
+            with _tifffile_log() as problems:
+                try:
+                    data = page.asarray()
+                except MemoryError:
+                    raise
+                except Exception as error:   # zlib.error, imagecodecs errors, TiffFileError, ...
+                    raise self._undecodable(channel, time_point, z,
+                                            _error_text(error)) from None
+            damage = problems.damage()
+            if damage:
+                raise self._undecodable(channel, time_point, z, damage[0])
+            problems.replay()
+            plane = data[index[n:]]
         return np.array(plane, dtype=self._dtype)   # a copy in native byte order
+
+    def _undecodable(self, channel: int, time_point: int, z: int, why: str) -> BadTiffError:
+        which = f" channel {channel}" if self._info.size_c > 1 else ""
+        return BadTiffError(
+            f"{self.input_path}: plane t={time_point} z={z}{which} cannot be decoded ({why}); "
+            "the file is damaged there: copy or export it again")
 
     def _check_index(self, time_point: int, z: int, channel: int, size_c: int) -> None:
         """IndexError naming the axis; numpy would wrap negative indices silently."""

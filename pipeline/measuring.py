@@ -117,12 +117,25 @@ class RunMeasurements:
                 self.track_builder.restore(self.resume["tracks"])
 
     def state(self) -> dict:
-        """Table sizes and open tracks after the last plane: a resumed run starts from them."""
+        """Table sizes and open tracks after the last plane: a resumed run starts from them.
+
+        Called as each plane is recorded complete; a stopped run's tables are cut back
+        to these sizes, so they hold exactly the rows of the complete planes.
+        """
         tables = {"nuclei": self.nuclei, "planes": self.planes, "tracks": self.tracks}
         state: dict = {"tables": {k: t.size for k, t in tables.items() if t is not None}}
         if self.track_builder is not None:
             state["tracks"] = self.track_builder.state()
+        self._committed = state["tables"]
         return state
+
+    def _cut_back(self) -> None:
+        """Drop rows appended after the last complete plane (a plane that failed mid-way)."""
+        committed = getattr(self, "_committed", None)
+        tables = {"nuclei": self.nuclei, "planes": self.planes, "tracks": self.tracks}
+        for name, table in tables.items():
+            if table is not None and committed is not None and name in committed:
+                table.cut_back(committed[name])
 
     def add_plane(self, time_point: int, z: int, columns: Columns, labels: np.ndarray) -> None:
         """Append one written plane's rows (run IDs) to every table."""
@@ -172,7 +185,9 @@ class RunMeasurements:
 
     def finish(self, completed: bool, read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
         """Close the tables; a completed run also gets its workbook and plots. Returns notes."""
-        if self.track_builder is not None:
+        if not completed:
+            self._cut_back()              # open tracks stay open: a resumed run continues them
+        elif self.track_builder is not None:
             remaining = self.track_builder.finish()
             if remaining is not None:
                 self.tracks.append(remaining)
@@ -181,7 +196,7 @@ class RunMeasurements:
             tables["Tracks"] = self.tracks
         where = {sheet: table.finish(completed) for sheet, table in tables.items()}
         if not completed:
-            return [f"Measurements of the {self.planes.rows} plane(s) written are kept in "
+            return [f"Measurements of the {self.planes.rows} complete plane(s) are kept in "
                     f"{where['Nuclei']} (and the other .partial tables)."]
         notes = [f"{self.nuclei.rows} nuclei measured: {where['Nuclei'].name}, "
                  + ", ".join(p.name for s, p in where.items() if s != "Nuclei")

@@ -5,11 +5,12 @@ late (after TensorFlow has loaded) or silently (a binary mask trains a model tha
 merges touching nuclei). Every problem here is caught up front and reported in one
 line that names the file and says what would be valid.
 
-Pairing rule: an image ``NAME.tif`` pairs with the mask in the masks folder named
-``NAME`` or ``NAME_mask``, ``NAME_masks``, ``NAME_label``, ``NAME_labels`` (``.tif``
-or ``.tiff``, case-insensitive). The images folder and the masks folder may be the
-same folder: then files with a mask suffix are masks and the rest are images.
-Files that are not TIFFs are ignored.
+Pairing rule (one rule for ``train`` and ``eval``, :func:`pair_files`): an image
+``NAME.tif`` or ``NAME_img.tif`` pairs with the mask in the masks folder named ``NAME``
+or ``NAME_mask``, ``NAME_masks``, ``NAME_label``, ``NAME_labels`` (``.tif`` or
+``.tiff``, case-insensitive). The images folder and the masks folder may be the same
+folder: then files with a mask suffix are masks and the rest are images. Files that
+are not TIFFs are ignored.
 
 Pure numpy / scipy / tifffile: importing this module never loads TensorFlow.
 """
@@ -24,6 +25,7 @@ from scipy import ndimage as ndi
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels")
+IMAGE_SUFFIXES = ("_img",)   # optional on images: NAME_img.tif pairs like NAME.tif
 MIN_NUCLEI_PER_PATCH = 1.0
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
 
@@ -45,6 +47,17 @@ def _image_stem(mask: Path) -> str:
         if stem.lower().endswith(suffix) and len(stem) > len(suffix):
             return stem[: -len(suffix)]
     return stem
+
+
+def _pair_names(image: Path) -> list[str]:
+    """The names (lower case) an image's mask may carry before its mask suffix: its stem,
+    and its stem without ``_img``."""
+    stem = image.stem.lower()
+    names = [stem]
+    for suffix in IMAGE_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            names.append(stem[: -len(suffix)])
+    return names
 
 
 def _is_mask_name(path: Path) -> bool:
@@ -72,7 +85,8 @@ def pair_files(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
     lonely_images: list[Path] = []
     used: dict[Path, Path] = {}
     for image in image_paths:
-        found = [m for s in ("",) + MASK_SUFFIXES for m in masks_by_stem.get(image.stem.lower() + s, [])]
+        found = list(dict.fromkeys(m for name in _pair_names(image) for s in ("",) + MASK_SUFFIXES
+                                   for m in masks_by_stem.get(name + s, [])))
         if len(found) > 1:
             raise TrainingDataError(f"image '{image.name}' has {len(found)} masks in '{masks_dir}' "
                                     f"({', '.join(m.name for m in found)}): keep one mask per image")
@@ -87,15 +101,16 @@ def pair_files(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
 
     if lonely_images:
         first = lonely_images[0]
+        name = _pair_names(first)[-1]
         raise TrainingDataError(f"image '{first.name}'{_more(lonely_images)} has no mask in "
-                                f"'{masks_dir}': expected a mask named {first.stem}.tif or {first.stem}_mask.tif "
+                                f"'{masks_dir}': expected a mask named {name}.tif or {name}_mask.tif "
                                 f"(also _masks, _label, _labels; .tif or .tiff)")
     lonely_masks = [p for p in mask_paths if p not in used]
     if lonely_masks:
         first = lonely_masks[0]
         raise TrainingDataError(f"mask '{first.name}'{_more(lonely_masks)} has no image in "
-                                f"'{images_dir}': expected an image named {_image_stem(first)}.tif, "
-                                "or remove the mask")
+                                f"'{images_dir}': expected an image named {_image_stem(first)}.tif "
+                                f"or {_image_stem(first)}_img.tif, or remove the mask")
     return pairs
 
 

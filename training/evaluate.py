@@ -2,6 +2,12 @@
 
     python -m stardist_v4d eval [--model-path DIR] [--model NAME] [--eval-dir DIR]
 
+Scores the image/mask pairs in ``--eval-dir`` (paired as ``train`` pairs them:
+``NAME.tif`` or ``NAME_img.tif`` with ``NAME_mask.tif``, see ``training.dataset``)
+plus ``stardist.data.test_image_nuclei_2d()``, which ships with stardist. The default
+folder, ``../shared/eval`` beside the project, is not part of a clone: without it
+only StarDist's image is scored, and the command says so in one line.
+
 Uses StarDist's own ``matching``: AP at IoU 0.5 as StarDist reports it,
 TP / (TP + FP + FN) ("accuracy"), and F1, per image and pooled over all images,
 with the AP's binomial standard error: on a few hundred nuclei two models 0.05
@@ -43,20 +49,56 @@ class Score:
         return 2 * self.tp / max(1, 2 * self.tp + self.fp + self.fn)
 
 
+STARDIST_IMAGE = "stardist.data.test_image_nuclei_2d"
+
+
+class EvalDataError(ValueError):
+    """The evaluation folder cannot be scored; the message is one line for the user."""
+
+
+def folder_pairs(eval_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image, mask) of every pair in ``eval_dir``, by the rule ``train`` uses.
+
+    Raises :class:`EvalDataError` for a file without its partner, an unreadable file,
+    or an image and mask of different shapes.
+    """
+    from .dataset import TrainingDataError, pair_files, read_plane
+
+    try:
+        paths = pair_files(eval_dir, eval_dir)
+        pairs = [(image.stem, read_plane(image), read_plane(mask)) for image, mask in paths]
+    except TrainingDataError as error:
+        raise EvalDataError(f"eval folder {eval_dir}: {error}") from None
+    for (name, image, mask), (_, mask_path) in zip(pairs, paths):
+        if image.shape != mask.shape:
+            raise EvalDataError(f"eval folder {eval_dir}: image '{name}' has shape {image.shape} but its "
+                                f"mask '{mask_path.name}' has {mask.shape}: they must match")
+    return pairs
+
+
 def evaluation_images(eval_dir: Path | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image, mask) triples: ``*_img.tif`` / ``*_mask.tif`` pairs plus StarDist's own."""
-    import tifffile
+    """(name, image, mask) triples: the pairs in ``eval_dir`` (if it is a folder), then
+    StarDist's own test image."""
     from stardist.data import test_image_nuclei_2d
 
-    pairs = []
-    if eval_dir is not None and Path(eval_dir).is_dir():
-        for image_path in sorted(Path(eval_dir).glob("*_img.tif")):
-            mask_path = image_path.with_name(image_path.name.replace("_img.tif", "_mask.tif"))
-            if mask_path.exists():
-                pairs.append((image_path.stem, tifffile.imread(image_path), tifffile.imread(mask_path)))
+    pairs = folder_pairs(Path(eval_dir)) if eval_dir is not None and Path(eval_dir).is_dir() else []
     image, mask = test_image_nuclei_2d(return_mask=True)
-    pairs.append(("stardist.data.test_image_nuclei_2d", image, mask))
+    pairs.append((STARDIST_IMAGE, image, mask))
     return pairs
+
+
+def scored_line(names: list[str], eval_dir: Path, default_dir: Path | None = None) -> str:
+    """One line: which images are scored, and, when the default folder is missing, that
+    it is and how to point eval at a folder."""
+    default_dir = DEFAULT_EVAL_DIR if default_dir is None else default_dir
+    own = [n for n in names if n != STARDIST_IMAGE]
+    what = (f"{len(own)} from {eval_dir} ({', '.join(own)}) + " if own else "") + \
+        f"{STARDIST_IMAGE}() (ships with stardist)"
+    line = f"Scoring {len(names)} image{'s' if len(names) != 1 else ''}: {what}."
+    if not Path(eval_dir).is_dir() and Path(eval_dir) == Path(default_dir):
+        line += (f" The default folder {default_dir} does not exist (a clone of the project has none): "
+                 "--eval-dir DIR adds DIR's NAME.tif or NAME_img.tif + NAME_mask.tif pairs.")
+    return line
 
 
 def score_model(model, pairs, iou: float = 0.5, **predict_kwargs) -> list[Score]:
@@ -89,12 +131,18 @@ def report(scores: list[Score]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ..config import shipped_models_dir
-    parser = argparse.ArgumentParser(prog="python -m stardist_v4d eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m stardist_v4d eval", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-path", type=Path, default=shipped_models_dir())
     parser.add_argument("--model", default="demo")
     parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR,
-                        help="folder of NAME_img.tif / NAME_mask.tif pairs (default: ../shared/eval)")
+                        help="folder of image/mask TIFF pairs, NAME.tif or NAME_img.tif with NAME_mask.tif "
+                             f"(default: {DEFAULT_EVAL_DIR}, beside the project; a clone has none, "
+                             f"then only {STARDIST_IMAGE}() is scored)")
     args = parser.parse_args(argv)
+    if args.eval_dir != DEFAULT_EVAL_DIR and not args.eval_dir.is_dir():
+        print(f"error: --eval-dir {args.eval_dir} is not a folder; give the folder of image/mask pairs",
+              file=sys.stderr)
+        return 2
     from ..pipeline.model import ModelError, load_model, read_model_folder
     folder = args.model_path / args.model
     try:
@@ -104,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as error:              # checked before TensorFlow loads, in one line
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        pairs = evaluation_images(args.eval_dir)
+    except EvalDataError as error:           # also before TensorFlow loads
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(scored_line([name for name, _, _ in pairs], args.eval_dir), flush=True)
     model = load_model(args.model_path, args.model)
-    print(report(score_model(model, evaluation_images(args.eval_dir))))
+    print(report(score_model(model, pairs)))
     return 0
 
 
