@@ -82,6 +82,9 @@ class TiffHost(Host):
     # ------------------------------------------------------------------ input
     def _check_paths(self, overwrite: bool) -> None:
         """Refuse to touch the input or an existing file; fail before any work."""
+        if self.input_path.is_dir():
+            raise IsADirectoryError(f"Input {self.input_path} is a folder; give one TIFF file "
+                                    "(.tif, .tiff, .ome.tif), not the folder that holds it.")
         if not self.input_path.is_file():
             raise FileNotFoundError(f"Input file {self.input_path} does not exist.")
         same = (self.output_path.exists() and os.path.samefile(self.input_path, self.output_path)

@@ -290,7 +290,7 @@ class TiffStack:
         elif cut:
             what = f"{cut} of its {listed} {'is' if cut == 1 else 'are'} incomplete"
         else:
-            what = damage[0]
+            what = damage[0] if damage else f"no page holds {_plural(len(absent), 'plane')}"
         where = f" ({ends})" if cut or broken or "offset" in what else ""
         raise BadTiffError(f"{source} is damaged: {what}; {_plural(readable, 'plane')} readable"
                            f"{where}; copy or export the file again")
