@@ -23,7 +23,7 @@ from .gpu import configure_gpu
 from .measuring import MeasurePlan, measure_plan, with_run_ids
 from .label_ids import LabelNumbering
 from .model import load_model
-from .normalization import plane_normalizer, stack_normalizer, stack_percentiles
+from .normalization import non_finite_count, plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
 from .predict import predict_sparse, use_compiled_cnn
 from .resume import Resume, plane_state, restore_numbering, resume_for
@@ -110,14 +110,23 @@ def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] 
 
 
 def plane_reader(host: Host, plan: Plan, measuring: bool):
-    """``(t, z) -> PlaneInput``: the plane to segment, and every channel (read once) when measuring."""
+    """``(t, z) -> PlaneInput``: the plane to segment, and every channel (read once) when measuring.
+
+    Says once per plane how many of its pixels are not finite: they are taken as background.
+    """
     size_c = host.dataset_info().size_c
 
     def read(t: int, z: int) -> stream.PlaneInput:
         if not measuring:
-            return stream.PlaneInput(t, z, host.read_plane(plan.channel, t, z))
-        channels = tuple(host.read_plane(c, t, z) for c in range(size_c))
-        return stream.PlaneInput(t, z, channels[plan.channel], channels)
+            item = stream.PlaneInput(t, z, host.read_plane(plan.channel, t, z))
+        else:
+            channels = tuple(host.read_plane(c, t, z) for c in range(size_c))
+            item = stream.PlaneInput(t, z, channels[plan.channel], channels)
+        holes = non_finite_count(item.plane)
+        if holes:
+            host.log(f"t={t} z={z}: {holes} pixel{'s are' if holes > 1 else ' is'} not finite "
+                     "(NaN/inf): taken as background")
+        return item
     return read
 
 

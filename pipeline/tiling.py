@@ -88,14 +88,18 @@ def predict_blocks(model, plane: np.ndarray, normalizer, prob_thresh: float | No
     from csbdeep.data import Normalizer
     from csbdeep.utils import normalize_mi_ma
 
+    from .normalization import BACKGROUND, non_finite_count, zero_where_not_finite
+
+    source, holes = plane, non_finite_count(plane) > 0    # NaN/inf: background, labels 0
     if scale is not None:            # zooming integer pixels would round them: normalize first
-        plane, limits = normalizer(plane), None
+        plane, limits = np.asarray(normalizer(plane)), None
     else:
         limits = normalizer.limits(plane)
 
     class BlockNormalizer(Normalizer):
         def before(self, x, axes):
-            return x if limits is None else normalize_mi_ma(x, *limits)
+            x = x if limits is None else normalize_mi_ma(x, *limits)
+            return np.where(np.isfinite(x), x, np.float32(BACKGROUND)) if holes else x
 
         def after(self, *args, **kwargs):
             raise NotImplementedError
@@ -123,6 +127,8 @@ def predict_blocks(model, plane: np.ndarray, normalizer, prob_thresh: float | No
                 raise BlockOverlapError(f"{error}; raise BLOCK_OVERLAP (--block-overlap) above "
                                         f"{min_overlap} px, the largest nucleus' size") from None
             raise
+        if holes:
+            zero_where_not_finite(labels, source)
         return labels, details
 
 

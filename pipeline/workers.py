@@ -7,7 +7,8 @@ OpenMP started their threads is unsafe. Workers set ``OMP_NUM_THREADS=1`` before
 StarDist's C libraries load and never import TensorFlow, so each costs ~0.7 s and
 ~100 MB to start. Where processes cannot be started (inside the host application, or
 an embedded interpreter without a usable ``python``) the run stays sequential and
-says so in one line; it never fails because of this.
+says so in one line; it never fails because of this. Workers end themselves within
+a second of their run's process dying, even by ``kill -9`` (``exit_with_parent``).
 """
 from __future__ import annotations
 
@@ -44,12 +45,13 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _single_threaded() -> None:
+def _single_threaded(parent_death_signal: bool = False) -> None:
     """Pool initializer: one thread per worker, set before StarDist's OpenMP code loads.
 
     Also a lower priority (``WORKER_NICENESS``). Ctrl+C is the main process' to handle
     (it stops the run and keeps the planes written); workers ignore it instead of each
-    printing a traceback.
+    printing a traceback. And the worker ends itself when the run's process dies
+    (``exit_with_parent``).
     """
     import signal
 
@@ -58,6 +60,66 @@ def _single_threaded() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):                      # not on Windows
         os.nice(WORKER_NICENESS)
+    exit_with_parent(parent_death_signal)
+
+
+#: How often a worker's watcher wakes to compare its parent pid (its parent's
+#: sentinel wakes it at once): one poll() and one getppid() per second.
+PARENT_CHECK_S = 1.0
+
+
+def exit_with_parent(parent_death_signal: bool = False) -> None:
+    """End this worker (``os._exit``) within seconds of its parent's death, however it dies.
+
+    Why: a killed run (``kill -9``, a crash, the OOM killer) never shuts its pool down,
+    and the executor's own wake-up never comes, since every worker holds a copy of both
+    ends of the job queue's pipe. Idle workers (~150 MB each) then waited forever, and
+    with them the resource tracker, which ends when the last holder of its pipe does.
+    A daemon thread waits on ``multiprocessing.parent_process().sentinel`` (readable
+    the moment the parent dies, on every platform) and compares ``os.getppid()`` with
+    the parent's pid once per ``PARENT_CHECK_S``. On Linux, ``parent_death_signal`` adds
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: instant, but tied to the *thread* that started
+    the worker, hence only asked for when that is the main thread.
+    """
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    parent_pid = parent.pid if parent is not None and parent.pid else os.getppid()
+    sentinel = None if parent is None else parent.sentinel
+    if parent_death_signal:
+        _set_parent_death_signal()
+    if os.getppid() != parent_pid and sys.platform != "win32":
+        os._exit(1)                              # the parent died before we got here
+    threading.Thread(target=_watch_parent, args=(parent_pid, sentinel), daemon=True,
+                     name="stardist-parent-watch").start()
+
+
+def _watch_parent(parent_pid: int, sentinel, interval: float = PARENT_CHECK_S) -> None:
+    import time
+    from multiprocessing.connection import wait
+
+    while True:
+        if sentinel is None:
+            time.sleep(interval)
+        elif wait([sentinel], timeout=interval):
+            os._exit(1)
+        if sys.platform != "win32" and os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _set_parent_death_signal() -> None:
+    """Linux only, best effort: SIGKILL this process when the thread that started it ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _ready() -> int:
@@ -131,10 +193,14 @@ class PendingPool:
 
     def __init__(self, n_workers: int) -> None:
         import multiprocessing
+        import threading
 
         self.n_workers = n_workers
+        # The workers start below, from this thread (one per ``_ready`` job): the
+        # parent-death signal is tied to it, so it is only asked for from the main thread.
+        main_thread = threading.current_thread() is threading.main_thread()
         self.executor = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_single_threaded)
+                                            initializer=_single_threaded, initargs=(main_thread,))
         self._warm: list[Future] = [self.executor.submit(_ready) for _ in range(n_workers)]
 
     def ready(self, log: Callable[[str], None]) -> ProcessPoolExecutor | None:
