@@ -14,8 +14,10 @@ commands:
   eval    score a model on real nuclei images with ground truth (AP and F1 at IoU 0.5)
   run     segment nuclei in a TIFF stack (the flags of stardist_2d.py; none = the demo)
   measure measure existing labels (e.g. edited in Fiji) on an image: tables, Excel, plots
+  check   check the installation, the model and the settings (run's flags); writes nothing
 
-'python -m stardist_v4d <command> --help' describes a command."""
+'python -m stardist_v4d <command> --help' describes a command; 'python stardist_2d.py
+<command> ...' and the installed 'stardist-2d <command> ...' do the same."""
 
 
 def _train(argv: list[str]) -> int:
@@ -25,7 +27,13 @@ def _train(argv: list[str]) -> int:
 
 def _run(argv: list[str]) -> int:
     from .stardist_2d import main
-    return main(argv)
+    return main(argv, prog="python -m stardist_v4d run")
+
+
+def _check(argv: list[str]) -> int:
+    from .launch import run_check
+    from .stardist_2d import user_settings
+    return run_check(user_settings(), argv)
 
 
 def _measure(argv: list[str]) -> int:
@@ -38,7 +46,7 @@ def _eval(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"train": _train, "run": _run, "eval": _eval, "measure": _measure}
+COMMANDS = {"train": _train, "run": _run, "eval": _eval, "measure": _measure, "check": _check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ is reported in a second.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -103,7 +104,7 @@ FLAGS = {  # constant -> flag, so messages can name both
     "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output",
     "WORKERS": "--workers", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
     "MEASURE": "--measure/--no-measure", "RING_UM": "--ring-um", "PIXEL_SIZE_UM": "--pixel-size-um",
-    "PLOTS": "--plots/--no-plots", "MEASUREMENTS_DIR": "--measurements-dir",
+    "PLOTS": "--plots/--no-plots", "MEASUREMENTS_DIR": "--measurements-dir", "CHECK_ONLY": "--check",
 }
 
 
@@ -116,14 +117,43 @@ def _fail(name: str, value: Any, problem: str) -> ConfigError:
     return ConfigError(f"{_setting(name)} = {value!r}: {problem}")
 
 
-def build_parser(defaults: Config) -> argparse.ArgumentParser:
-    """Headless flags; each overrides the constant of the same meaning."""
+#: The other commands, shown under the segmentation flags' help (``--help``).
+COMMANDS_EPILOG = """\
+other commands (each has --help):
+  python -m stardist_v4d train ...    train a model folder on image/mask TIFF pairs
+  python -m stardist_v4d eval ...     score a model on images with ground truth (AP, F1)
+  python -m stardist_v4d measure ...  measure existing labels: tables, Excel, plots
+  python -m stardist_v4d check        check installation, model and settings; writes nothing
+  python -m stardist_v4d run ...      this segmentation, as a module command
+{same}Installed with pip, this script is also the command 'stardist-2d', e.g.:
+stardist-2d --input stack.tif"""
+
+
+def default_prog() -> str:
+    """The name the segmentation was called by: ``stardist-2d``, the script's file name, or
+    ``stardist_2d.py`` (``python -m stardist_v4d run`` passes its own)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if Path(name).stem == "stardist-2d":
+        return "stardist-2d"
+    return name if name.endswith(".py") and name != "__main__.py" else "stardist_2d.py"
+
+
+def build_parser(defaults: Config, prog: str | None = None) -> argparse.ArgumentParser:
+    """Headless flags; each overrides the constant of the same meaning.
+
+    ``prog`` is the name in usage and errors (default: as called, see ``default_prog``).
+    Abbreviated flags are refused (``--overwrit`` is not ``--overwrite``).
+    """
+    prog = prog or default_prog()
     p = argparse.ArgumentParser(
-        prog="stardist_2d.py",
-        description="StarDist 2D nuclei segmentation, plane by plane, into a new label channel. "
-                    "With no --input it runs on the embedded demo stack and writes demo_output/.")
-    p.add_argument("--input", type=Path, help="input TIFF stack (ImageJ hyperstack or OME-TIFF, any of T, Z, C axes)")
-    p.add_argument("--output", type=Path, help="output OME-TIFF (default: INPUT's name + _stardist.ome.tif beside it)")
+        prog=prog, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [--input TIFF] [--output TIFF] [options]   (--help lists every option)",
+        description="StarDist 2D nuclei segmentation, plane by plane, into a new label channel.\n"
+                    "With no --input it runs on the embedded demo stack and writes demo_output/.",
+        epilog=COMMANDS_EPILOG.format(same="" if prog.startswith("python -m") else
+                                      f"'{prog} train ...' (eval, measure, check) does the same. "))
+    p.add_argument("--input", type=Path, metavar="TIFF", help="input TIFF stack (ImageJ hyperstack or OME-TIFF, any of T, Z, C axes)")
+    p.add_argument("--output", type=Path, metavar="TIFF", help="output OME-TIFF (default: INPUT's name + _stardist.ome.tif beside it)")
     p.add_argument("--channel", type=int, dest="input_channel", help=f"0-based channel to segment (default {defaults.input_channel})")
     p.add_argument("--output-channel-name", dest="output_ch_name", help=f"name of the new label channel (default {defaults.output_ch_name!r})")
     p.add_argument("--model-path", type=Path, dest="model2d_path", help="folder holding model folders (default: the models shipped with the plugin)")
@@ -177,6 +207,9 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                    "(default: beside the output)")
     p.add_argument("--overwrite", action="store_const", const=True,
                    help="replace an existing output file and its tables and plots")
+    p.add_argument("--check", action="store_true",
+                   help="only check the installation, the model and these settings, print a report and "
+                        "stop; writes nothing (CHECK_ONLY)")
     return p
 
 
@@ -202,18 +235,22 @@ def _tiles_from_flag(words: list) -> tuple[int, int] | str | None | list:
     return words
 
 
-def build_config(constants: Mapping[str, Any], argv: Sequence[str] | None = None) -> Config:
+def build_config(constants: Mapping[str, Any], argv: Sequence[str] | None = None, *,
+                 prog: str | None = None) -> Config:
     """Constants (``INPUT_CHANNEL = 0`` ...) overridden by flags, then checked.
 
-    Raises ConfigError with a one-line message for the first invalid setting.
+    ``prog`` names the command in argparse's usage errors. Raises ConfigError with a
+    one-line message for the first invalid setting.
     """
     values = {f.name: constants[f.name.upper()] for f in fields(Config)
               if f.name.upper() in constants and f.name not in ("input_path", "output_path", "extra")}
     extra = {k.lower(): v for k, v in constants.items() if k.lower() not in values and k.isupper()}
     config = Config(**values, extra=extra)
+    overrides: dict[str, Any] = {}
     if argv is not None:
-        args = build_parser(config).parse_args(list(argv))
+        args = build_parser(config, prog).parse_args(list(argv))
         overrides = {k: v for k, v in vars(args).items() if v is not None}
+        overrides.pop("check", None)          # an action, handled by launch.main
         if "n_tiles" in overrides:
             overrides["n_tiles"] = _tiles_from_flag(overrides["n_tiles"])
         if "input" in overrides:
@@ -221,9 +258,23 @@ def build_config(constants: Mapping[str, Any], argv: Sequence[str] | None = None
         if "output" in overrides:
             overrides["output_path"] = overrides.pop("output")
         config = replace(config, **overrides)
+    _check_time_point_pair(config, constants, overrides)
     config = _with_default_output(config)
     check_settings(config)
     return config
+
+
+def _check_time_point_pair(config: Config, constants: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """A time point given together with "every time point" would be ignored: refuse the pair."""
+    if config.current_time_point is not False or not ("time_point" in overrides or "TIME_POINT" in constants):
+        return
+    given = f"--timepoint {config.time_point}" if "time_point" in overrides else f"TIME_POINT = {config.time_point!r}"
+    if overrides.get("current_time_point") is False:
+        raise ConfigError(f"{given} contradicts --all-timepoints: {given.split()[0]} picks the one time point "
+                          "to segment, --all-timepoints segments every one; give one of the two")
+    raise ConfigError(f"{given} contradicts CURRENT_TIME_POINT = False (every time point) in the settings block "
+                      "of stardist_2d.py: add --current-timepoint (or set CURRENT_TIME_POINT = True) to segment "
+                      f"time point {config.time_point} only, or leave out {given.split()[0]}")
 
 
 def _with_default_output(config: Config) -> Config:
@@ -330,7 +381,8 @@ def _check_files(config: Config) -> None:
         return
     source, target = Path(config.input_path), Path(config.output_path)
     if not source.is_file():
-        raise _fail("INPUT", str(source), "no such file; give a TIFF stack (.tif, .tiff, .ome.tif)")
+        raise _fail("INPUT", str(source), "is a folder; give one TIFF file (.tif, .tiff, .ome.tif), not the folder"
+                    if source.is_dir() else "no such file; give a TIFF stack (.tif, .tiff, .ome.tif)")
     if source.resolve() == target.resolve():
         raise _fail("OUTPUT", str(target), "is the input file; the input is never modified, choose another name")
     if target.suffix.lower() not in (".tif", ".tiff"):
@@ -379,7 +431,7 @@ def check_against_dataset(config: Config, info) -> None:
     if first > last:
         raise ConfigError(f"FIRST_PLANE (--first-plane) = {config.first_plane} is above LAST_PLANE "
                           f"(--last-plane) = {config.last_plane} (resolved: {first} > {last})")
-    target = output_dtype(info.dtype, config.label_dtype, config.label_ids)
+    target = output_dtype(info.dtype, config.label_dtype, config.label_ids, source=info.source)
     if not np.can_cast(info.dtype, target, "safe"):
         raise _fail("LABEL_DTYPE", config.label_dtype,
                     f"cannot hold the input's {np.dtype(info.dtype).name} values unchanged; use 'auto'")

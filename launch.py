@@ -18,10 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import Config, ConfigError, build_config
+from .config import Config, ConfigError, build_config, build_parser, default_prog
 from .host_api.base import Host, HostError
+from .pipeline.model import quiet_tensorflow
 
 DEMO_DIR = "demo_output"
+#: First words of ``stardist_2d.py`` that are ``python -m stardist_v4d`` commands.
+COMMAND_WORDS = ("train", "eval", "measure", "check", "run")
+CHECK_FLAG = "--check"
 
 
 def detect_route() -> str:
@@ -63,26 +67,73 @@ def demo_config(config: Config, folder: Path | None = None) -> Config:
     folder = folder or Path.cwd() / DEMO_DIR
     folder.mkdir(exist_ok=True)
     stack = make_demo_stack(folder / "demo_stack.ome.tif")
-    print(f"Demo: segmenting {stack} (nuclei in channel 0, all time points)", flush=True)
+    print(f"Demo: generated {stack} (nuclei in channel 0)", flush=True)
     return replace(config, input_path=stack, output_path=folder / "demo_stack_stardist.ome.tif",
                    current_time_point=False, overwrite=True)
 
 
-def run_headless(settings: Mapping[str, Any], argv: Sequence[str]) -> int:
+def describe_run(config: Config) -> str:
+    """The run's first line: input, channel, time points, planes and model, from the settings alone."""
+    when = "all time points" if not config.current_time_point else f"time point {config.time_point}"
+    first = "bottom" if config.first_plane == -1 else str(config.first_plane)
+    last = "top" if config.last_plane == -1 else str(config.last_plane)
+    planes = f"plane {first}" if first == last else f"planes {first}-{last}"
+    model = config.model_name if config.model2d_path is None else f"{config.model_name} from {config.model2d_path}"
+    return f"Segmenting {config.input_path}: channel {config.input_channel}, {when}, {planes}, model {model}"
+
+
+def run_headless(settings: Mapping[str, Any], argv: Sequence[str], prog: str | None = None) -> int:
     """Settings overridden by flags, on a TIFF stack (or the demo)."""
     def action() -> int:
+        config = build_config(settings, argv, prog=prog)
+        if config.is_demo:
+            config = demo_config(config)
+        print(describe_run(config), flush=True)    # before TensorFlow's seconds of silence
+        quiet_tensorflow()                          # its start-up chatter would bury a one-line error
+
         from .host_api.tiff import TiffHost
         from .pipeline.run import run
 
-        config = build_config(settings, argv)
-        if config.is_demo:
-            config = demo_config(config)
         with TiffHost(config.input_path, config.output_path, overwrite=config.overwrite,
                       time_point=config.time_point) as host:
             summary = run(config, host)
         return 0 if summary.completed else 1
 
-    return _reported(action, lambda line: print(line, file=sys.stderr, flush=True))
+    return _reported(action, _to_stderr)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_only(settings: Mapping[str, Any]) -> bool:
+    """The ``CHECK_ONLY`` constant (False when the settings block has none)."""
+    value = settings.get("CHECK_ONLY", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"CHECK_ONLY ({CHECK_FLAG}) = {value!r} in the settings block of stardist_2d.py: "
+                          "must be True (only check and report) or False (run)")
+    return value
+
+
+def _selfcheck():
+    """``selfcheck``, imported only when asked for (it may load more than a run's checks)."""
+    name = f"{__package__}.selfcheck"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        raise ConfigError(f"CHECK_ONLY ({CHECK_FLAG}): this installation of stardist-v4d has no selfcheck.py; "
+                          "update it (pip install -e . in the project folder)") from None
+
+
+def run_check(settings: Mapping[str, Any], argv: Sequence[str], say: Callable[[str], None] = _to_stderr) -> int:
+    """The self-check report (``--check``, ``check``, ``CHECK_ONLY = True``): writes nothing."""
+    def action() -> int:
+        check_only(settings)                     # a CHECK_ONLY that is not True/False is one line too
+        return int(_selfcheck().main(settings, list(argv)))
+
+    return _reported(action, say)
 
 
 def host_for(route: str, config: Config) -> Host:
@@ -96,6 +147,9 @@ def host_for(route: str, config: Config) -> Host:
 def run_in_host(settings: Mapping[str, Any], route: str) -> int:
     """Inside arivis: the settings block as it is (no flags), messages on the console."""
     def action() -> int:
+        if check_only(settings):
+            return int(_selfcheck().main(settings, []))
+        quiet_tensorflow()
         from .pipeline.run import run
 
         config = build_config(settings)
@@ -105,9 +159,30 @@ def run_in_host(settings: Mapping[str, Any], route: str) -> int:
     return _reported(action, lambda line: print(line, flush=True))
 
 
-def main(settings: Mapping[str, Any], argv: Sequence[str] | None = None) -> int:
-    """Pick the route and run it; returns a process exit code."""
+def main(settings: Mapping[str, Any], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Pick the route and run it; returns a process exit code.
+
+    Headless, a first word that is a command (``train``, ``eval``, ``measure``, ``check``,
+    ``run``) runs that command as ``python -m stardist_v4d`` does; ``--check`` (or
+    ``CHECK_ONLY = True``) prints the self-check report instead of running. ``prog`` is the
+    name usage lines give (default: as called).
+    """
     route = detect_route()
-    if route == "headless":
-        return run_headless(settings, sys.argv[1:] if argv is None else argv)
-    return run_in_host(settings, route)
+    if route != "headless":
+        return run_in_host(settings, route)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        word, rest = argv[0], argv[1:]
+        if word == "run":
+            return main(settings, rest, prog=f"{prog or default_prog()} run")
+        if word == "check":                       # with this script's settings, not the installed ones
+            return run_check(settings, rest)
+        if word in COMMAND_WORDS:
+            from .__main__ import main as command
+            return command(argv)
+        build_parser(Config(), prog).error(       # argparse's usage line and one error line, exit code 2
+            f"unknown command {word!r}: the commands are {', '.join(COMMAND_WORDS)}; "
+            "a segmentation takes flags only (--input TIFF ...)")
+    if CHECK_FLAG in argv or settings.get("CHECK_ONLY", False) is not False:
+        return run_check(settings, [word for word in argv if word != CHECK_FLAG])
+    return run_headless(settings, argv, prog)

@@ -31,7 +31,7 @@ class MeasureError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m stardist_v4d measure",
+        prog="python -m stardist_v4d measure", allow_abbrev=False,
         description="Measure existing labels (e.g. edited in Fiji) on an image's channels: per-nucleus "
                     "and per-plane tables (CSV, Excel), tracks, plots. Nothing is segmented.")
     p.add_argument("--input", type=Path, required=True, help="the image TIFF whose channels are measured")

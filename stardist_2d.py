@@ -2,7 +2,8 @@
 
 Inside arivis Vision4D: open this file in the Script Editor, edit the settings
 below, press Run. Headless: ``python stardist_2d.py --input stack.tif`` (``--help``
-lists a flag for every setting); with no arguments it runs on the embedded demo.
+lists a flag for every setting, and the other commands: ``train``, ``eval``,
+``measure``, ``check``); with no arguments it runs on the embedded demo.
 """
 
 # ------------------------------------------------------------- user settings
@@ -33,6 +34,7 @@ PIXEL_SIZE_UM = None           # None = the image's pixel size; else (x, y) in u
 PLOTS = True                   # also the Excel workbook and the pictures; False = CSV tables only
 MEASUREMENTS_DIR = None        # None = beside the output (inside arivis: none); else a folder for the tables
 OVERWRITE = False              # replace an existing output (file or channel) and its tables
+CHECK_ONLY = False             # True: only check installation, model and settings, print a report, write nothing
 # ---------------------------------------------------------------------------
 
 import sys
@@ -49,15 +51,19 @@ def run(config, host):
     return run_pipeline(config, host)
 
 
-def main(argv=None) -> int:
-    """Inside arivis if its modules import, else headless on TIFF (or the demo)."""
+def main(argv=None, prog=None) -> int:
+    """Inside arivis if its modules import, else headless on TIFF (or the demo).
+
+    Headless, a first word ``train``, ``eval``, ``measure``, ``check`` or ``run`` runs that
+    command (as ``python -m stardist_v4d``); ``prog`` names the command in usage lines.
+    """
     try:
         from stardist_v4d.launch import main as launch
     except ImportError:
         print("error: the stardist-v4d package is not installed in this Python environment; "
               "run `pip install -e .` in the project folder (see README.md)", file=sys.stderr)
         return 2
-    return launch(user_settings(), argv)
+    return launch(user_settings(), argv, prog=prog)
 
 
 def _inside_arivis() -> bool:

@@ -60,7 +60,7 @@ def write_pairs(folder: Path, images: list[np.ndarray], masks: list[np.ndarray])
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-train", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")

@@ -33,7 +33,7 @@ RULE_STYLE = "shifted"
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="candidate model folders")
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--n-images", type=int, default=240)

@@ -164,7 +164,7 @@ def loop_rate(written: list[float]) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--variant", choices=("baseline", "ours", "measured", "stages"))
     p.add_argument("--planes", type=int, default=24)
     p.add_argument("--rounds", type=int, default=3)

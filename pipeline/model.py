@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 
@@ -18,9 +19,12 @@ class ModelError(RuntimeError):
 def read_model_folder(folder: Path) -> tuple[dict, Path]:
     """The ``config.json`` contents and the weights file of a StarDist 2D model folder.
 
-    Checked without TensorFlow, so a wrong folder costs a second, not TensorFlow's start-up.
+    Checked without TensorFlow, so a wrong folder costs a second, not TensorFlow's start-up:
+    ``config.json`` is a JSON object of a 2D single-channel model, ``thresholds.json`` (if
+    present) holds ``prob`` and ``nms`` in (0, 1), the weights file is a readable HDF5 file
+    and, where its layout is Keras' ``.h5`` one, its distance output has ``n_rays`` filters.
     Weights are chosen as StarDist loads them: ``weights_best.h5``, else the newest ``.h5``.
-    Raises ``ModelError`` saying what is wrong; callers put the setting's name in front.
+    Raises ``ModelError`` (one line naming the file); callers put the setting's name in front.
     """
     folder = Path(folder)
     config_file = folder / "config.json"
@@ -29,17 +33,115 @@ def read_model_folder(folder: Path) -> tuple[dict, Path]:
     weights = sorted(folder.glob("*.h5"), key=lambda path: (path.name == "weights_best.h5", path.stat().st_mtime))
     if not weights:
         raise ModelError(f"{folder} has no weights (.h5 file, e.g. weights_best.h5)")
-    try:
-        model_config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{config_file} is not readable JSON ({error})") from None
+    model_config = _json_object(config_file, 'a StarDist model configuration ({"n_dim": 2, "n_rays": 32, ...})')
     if model_config.get("n_dim", 2) != 2:
-        raise ModelError(f"is a {model_config.get('n_dim')}D model; this plugin needs a StarDist 2D model")
+        raise ModelError(f"{config_file}: is a {model_config.get('n_dim')}D model; "
+                         "this plugin needs a StarDist 2D model")
     n_in = model_config.get("n_channel_in", 1)
     if n_in != 1:
-        raise ModelError(f"expects {n_in} input channels, but this plugin works on one channel; "
+        raise ModelError(f"{config_file}: expects {n_in} input channels, but this plugin works on one channel; "
                          "use a single-channel model such as 2D_versatile_fluo")
+    n_rays = model_config.get("n_rays")
+    if n_rays is not None and not (isinstance(n_rays, int) and not isinstance(n_rays, bool) and n_rays >= 3):
+        raise ModelError(f"{config_file}: n_rays = {n_rays!r}: must be a whole number of rays >= 3, e.g. 32")
+    check_thresholds_file(folder / "thresholds.json")
+    check_weights_file(weights[-1], n_rays, config_file)
     return model_config, weights[-1]
+
+
+def _json_object(path: Path, what: str) -> dict:
+    """The JSON object in ``path``; anything else is a one-line ``ModelError`` naming the file."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelError(f"{path}: not readable JSON ({_one_line(error)}); it must hold {what}") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: holds a JSON {_json_kind(value)}, not an object; it must hold {what}")
+    return value
+
+
+def _json_kind(value) -> str:
+    kinds = ((list, "list"), (str, "string"), (bool, "true/false"), ((int, float), "number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def check_thresholds_file(path: Path) -> None:
+    """An optional ``thresholds.json`` holds ``{"prob": P, "nms": N}``, both in (0, 1).
+
+    StarDist itself only warns about a bad value and runs with its defaults; a model
+    folder that says one thing and does another is refused here instead.
+    """
+    if not path.exists():
+        return
+    fix = "fix the file, or delete it for StarDist's defaults (prob 0.5, nms 0.4)"
+    thresholds = _json_object(path, '{"prob": P, "nms": N}, P and N between 0 and 1 (exclusive); ' + fix)
+    for key, example in (("prob", 0.5), ("nms", 0.4)):
+        if key not in thresholds:
+            raise ModelError(f'{path}: has no "{key}"; it must hold {{"prob": P, "nms": N}}; {fix}')
+        value = thresholds[key]
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1):
+            raise ModelError(f'{path}: "{key}" = {json.dumps(value)}: must be a number between 0 and 1 '
+                             f"(exclusive), e.g. {example}; {fix}")
+
+
+_TRUNCATED = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
+
+
+def check_weights_file(path: Path, n_rays: int | None, config_file: Path) -> None:
+    """The weights are an HDF5 file h5py can open and, where Keras' ``.h5`` layout shows
+    the ``dist`` layer, its filters are the config's ``n_rays``.
+
+    h5py comes with Keras (imported here alone, never TensorFlow); without it, or in an
+    unknown layout, the shape check is skipped and loading the model would tell.
+    """
+    try:
+        import h5py
+    except ImportError:
+        return
+    again = f"copy the model's {path.name} again"
+    try:
+        path.open("rb").close()
+    except OSError as error:
+        raise ModelError(f"{path}: cannot be read ({_one_line(error)}); {again}, or make it readable") from None
+    if not h5py.is_hdf5(str(path)):
+        empty = "empty, " if path.stat().st_size == 0 else ""
+        raise ModelError(f"{path}: not a weights file ({empty}not HDF5, which Keras .h5 weights are); {again}")
+    try:
+        weights = h5py.File(path, "r")
+    except OSError as error:
+        cut = _TRUNCATED.search(str(error))
+        why = (f"cut short ({int(cut.group(1)):,} of its {int(cut.group(2)):,} bytes: an interrupted copy "
+               "or download)" if cut else f"damaged ({_one_line(error)})")
+        raise ModelError(f"{path}: {why}; {again}") from None
+    with weights:
+        try:
+            filters = _dist_filters(weights)
+        except Exception:         # a layout this reading does not know: TensorFlow's load will tell
+            filters = None
+    if n_rays is not None and filters is not None and filters != n_rays:
+        raise ModelError(f"{path}: weights of a {filters}-ray model (layer 'dist' has {filters} filters), but "
+                         f"{config_file} says n_rays = {n_rays}; copy config.json and the weights from the same model")
+
+
+def _dist_filters(weights) -> int | None:
+    """Filters of StarDist's distance output (the conv layer named ``dist``), or None where
+    the layout is not Keras' ``.h5`` one (``save_weights``: layer groups at the root;
+    ``save``: under ``model_weights``; Keras 3 ``.weights.h5`` names no layers)."""
+    import h5py
+
+    root = weights["model_weights"] if isinstance(weights.get("model_weights"), h5py.Group) else weights
+    layer = root.get("dist")
+    if not isinstance(layer, h5py.Group):
+        return None
+    kernels = []
+    layer.visititems(lambda _, item: kernels.append(item.shape)
+                     if isinstance(item, h5py.Dataset) and len(item.shape) == 4 else None)
+    return int(kernels[0][-1]) if len(kernels) == 1 else None
 
 
 def quiet_tensorflow() -> None:
@@ -48,21 +150,28 @@ def quiet_tensorflow() -> None:
 
 
 def load_model(models_dir: Path, name: str):
-    """A ready ``StarDist2D`` from ``models_dir / name``, or a registered pretrained name."""
+    """A ready ``StarDist2D`` from ``models_dir / name``, or a registered pretrained name.
+
+    What only TensorFlow finds (a config.json whose network does not fit the weights) is
+    one ``ModelError`` line too, naming the setting and the folder.
+    """
     quiet_tensorflow()
     from stardist.models import StarDist2D
 
     folder = Path(models_dir) / name
+    setting = f"MODEL_NAME (--model) = {name!r}"
     if folder.is_dir():
         try:
             return StarDist2D(None, name=name, basedir=str(models_dir))
         except Exception as error:  # a broken folder must not end in a TF traceback
-            raise ModelError(f"Model folder {folder} could not be loaded: {type(error).__name__}: "
-                             f"{str(error).splitlines()[0] if str(error) else ''}") from None
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            raise ModelError(f"{setting}: model folder {folder} could not be loaded ({type(error).__name__}"
+                             f"{': ' + lines[0] if lines else ''}); its config.json must describe the network "
+                             "its weights were saved from: copy both from the same model folder") from None
     try:
         return StarDist2D.from_pretrained(name)
     except Exception as error:
         raise ModelError(
-            f"Registered model {name!r} is not cached and could not be downloaded "
+            f"{setting}: registered model {name!r} is not cached and could not be downloaded "
             f"({type(error).__name__}). Download it on a connected machine, unzip it, and put "
             f"the folder (config.json + weights .h5) at {folder}") from None

@@ -431,8 +431,6 @@ def test_cli_errors_name_the_file(cli_runs, family):
     assert str(bad) in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="needs config.check_against_dataset to pass "
-                   "source=info.source to output_dtype (a file this change may not edit)")
 @pytest.mark.parametrize("family", ["int64", "uint64"])
 def test_cli_64_bit_error_names_the_file(cli_runs, family):
     bad, _, result = cli_runs[family]
@@ -449,8 +447,6 @@ def test_cli_folder_input_is_one_line(tmp_path):
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["stack_folder"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs config._check_files to say 'is a folder' (a file "
-                   "this change may not edit)")
 def test_cli_folder_input_says_it_is_a_folder(tmp_path):
     folder = tmp_path / "stack_folder"
     folder.mkdir()

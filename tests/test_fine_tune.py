@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -22,14 +23,14 @@ SCHEDULE = ["--patch-size", "64", "64", "--epochs", "1", "--steps-per-epoch", "2
 
 
 def fake_model(folder: Path, **config) -> Path:
-    """A model folder that passes the file checks: config.json and an empty weights file.
+    """A model folder that passes the file checks: config.json and an HDF5 file with no weights.
 
     Its architecture is the tiny one that ``cli_error``'s flags (``TINY``) ask for."""
     folder.mkdir(parents=True)
     values = {"n_dim": 2, "n_channel_in": 1, "n_rays": 8, "grid": [2, 2], "unet_n_depth": 1,
               "unet_n_filter_base": 4, "train_epochs": 400, **config}
     (folder / "config.json").write_text(json.dumps(values))
-    (folder / "weights_best.h5").write_bytes(b"")
+    h5py.File(folder / "weights_best.h5", "w").close()   # an empty HDF5 file: no layers to check
     return folder
 
 
@@ -125,7 +126,7 @@ def test_fine_tuning_into_the_base_folder_is_refused(tmp_path, capsys):
 
 
 def test_weights_that_do_not_load_leave_no_model_folder(tmp_path, capsys):
-    base = fake_model(tmp_path / "base")               # its weights file is empty: TensorFlow cannot read it
+    base = fake_model(tmp_path / "base")               # its weights file holds no layers: Keras cannot load it
     err = error_of(tmp_path, capsys, "--from", str(base))
     assert "could not be loaded into this architecture" in err
 

@@ -66,7 +66,7 @@ def augmentation_settings(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The ``train`` argument parser; defaults are StarDist's standard 2D model (see TrainSettings)."""
     parser = argparse.ArgumentParser(
-        prog="python -m stardist_v4d train", description=__doc__.splitlines()[0].split(": ", 1)[1],
+        prog="python -m stardist_v4d train", allow_abbrev=False, description=__doc__.splitlines()[0].split(": ", 1)[1],
         epilog=USAGE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of image TIFFs")
     parser.add_argument("--masks", type=Path, required=True, metavar="DIR", help="folder of label-mask TIFFs")

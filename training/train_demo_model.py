@@ -51,7 +51,7 @@ DEMO_STYLE = "mixed-visible"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=100)

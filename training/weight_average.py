@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     from .train_demo_model import DEMO_STYLE, STYLES, VAL_SEED
     from .train import normalize_images
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n-val", type=int, default=60)

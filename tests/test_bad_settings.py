@@ -1,0 +1,575 @@
+"""Issue 13, "nothing lost, nothing mixed": every bad setting stops early, in one line.
+
+A damaged model folder (weights cut short or not HDF5, a config.json that is no
+object, thresholds out of range, a config whose ray count the weights contradict)
+stops the run before TensorFlow starts: exit code 2, one ``error:`` line naming the
+file, nothing written, the input untouched. Flags are never guessed from
+abbreviations, contradictory time-point flags are refused, the commands are
+reachable from ``stardist_2d.py``, and a run says what it will do before
+TensorFlow's silent start-up.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from stardist_v4d import launch
+from stardist_v4d.config import Config, ConfigError, build_config, build_parser, shipped_models_dir
+
+PACKAGE = Path(__file__).resolve().parents[1]
+ENTRY = PACKAGE / "stardist_2d.py"
+DEMO = shipped_models_dir() / "demo"
+SELFCHECK = "stardist_v4d.selfcheck"
+TF_FREE_SECONDS = 4.0       # TensorFlow's start alone takes 5-8 s here; a check takes < 1 s
+
+
+# ----------------------------------------------------------------- model folders
+def _weights(folder: Path) -> Path:
+    return folder / "weights_best.h5"
+
+
+def _config(folder: Path, **changes) -> None:
+    values = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**values, **changes}))
+
+
+def truncated(folder: Path) -> None:
+    data = _weights(folder).read_bytes()
+    _weights(folder).write_bytes(data[: len(data) // 2])
+
+
+def cut_by_one_byte(folder: Path) -> None:
+    data = _weights(folder).read_bytes()
+    _weights(folder).write_bytes(data[:-1])
+
+
+def not_hdf5(folder: Path) -> None:
+    _weights(folder).write_bytes(b"<html><body>404 Not Found</body></html>\n" * 20)
+
+
+def empty_weights(folder: Path) -> None:
+    _weights(folder).write_bytes(b"")
+
+
+def config_list(folder: Path) -> None:
+    (folder / "config.json").write_text(json.dumps([{"n_dim": 2, "n_rays": 32}]))
+
+
+def config_text(folder: Path) -> None:
+    (folder / "config.json").write_text("n_dim: 2\n")
+
+
+def thresholds(text: str):
+    def damage(folder: Path) -> None:
+        (folder / "thresholds.json").write_text(text)
+    return damage
+
+
+def rays_64(folder: Path) -> None:
+    _config(folder, n_rays=64, n_channel_out=65)
+
+
+def rays_text(folder: Path) -> None:
+    _config(folder, n_rays="32")
+
+
+SIZE = (DEMO / "weights_best.h5").stat().st_size
+
+# name -> (damage, file the message names, what it says)
+DAMAGES = {
+    "truncated_h5": (truncated, "weights_best.h5", f"cut short ({SIZE // 2:,} of its {SIZE:,} bytes: an "
+                     "interrupted copy or download); copy the model's weights_best.h5 again"),
+    "h5_one_byte_short": (cut_by_one_byte, "weights_best.h5", f"cut short ({SIZE - 1:,} of its {SIZE:,} bytes"),
+    "not_hdf5": (not_hdf5, "weights_best.h5", "not a weights file (not HDF5, which Keras .h5 weights are)"),
+    "empty_h5": (empty_weights, "weights_best.h5", "not a weights file (empty, not HDF5"),
+    "config_list": (config_list, "config.json", "holds a JSON list, not an object; it must hold a StarDist "
+                    "model configuration"),
+    "config_not_json": (config_text, "config.json", "not readable JSON (JSONDecodeError: "),
+    "thresholds_5": (thresholds('{"prob": 5, "nms": 0.3}'), "thresholds.json",
+                     '"prob" = 5: must be a number between 0 and 1 (exclusive), e.g. 0.5; fix the file, or '
+                     "delete it for StarDist's defaults (prob 0.5, nms 0.4)"),
+    "thresholds_minus_1": (thresholds('{"prob": 0.5, "nms": -1}'), "thresholds.json",
+                           '"nms" = -1: must be a number between 0 and 1 (exclusive), e.g. 0.4'),
+    "thresholds_nan": (thresholds('{"prob": NaN, "nms": 0.3}'), "thresholds.json", '"prob" = NaN: must be a number'),
+    "thresholds_text": (thresholds("prob 0.5 nms 0.3"), "thresholds.json",
+                        'not readable JSON (JSONDecodeError: Expecting value: line 1 column 1 (char 0)); it must '
+                        'hold {"prob": P, "nms": N}, P and N between 0 and 1 (exclusive)'),
+    "thresholds_list": (thresholds("[0.5, 0.3]"), "thresholds.json", "holds a JSON list, not an object"),
+    "thresholds_without_nms": (thresholds('{"prob": 0.5}'), "thresholds.json", 'has no "nms"'),
+    "config_64_rays_weights_32": (rays_64, "weights_best.h5",
+                                  "weights of a 32-ray model (layer 'dist' has 32 filters), but "),
+    "n_rays_not_a_number": (rays_text, "config.json", "n_rays = '32': must be a whole number of rays >= 3"),
+}
+
+
+def damaged_model(models: Path, name: str) -> Path:
+    """A copy of the demo model, damaged the way ``DAMAGES[name]`` says."""
+    folder = models / name
+    shutil.copytree(DEMO, folder)
+    DAMAGES[name][0](folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """A models folder with the demo model intact ("demo") and every damaged copy."""
+    folder = tmp_path_factory.mktemp("models")
+    shutil.copytree(DEMO, folder / "demo")
+    for name in DAMAGES:
+        damaged_model(folder, name)
+    return folder
+
+
+def write_tiny_stack(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(path, rng.integers(0, 4000, (3, 32, 32), dtype=np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "stardist_v4d", *args], capture_output=True, text=True,
+                            cwd=cwd, timeout=300)
+    return result, time.monotonic() - started
+
+
+# ------------------------------------------------- damaged model folders, headless
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_damaged_model_folder_stops_the_run_in_one_line_before_tensorflow(name, models, tmp_path):
+    stack = write_tiny_stack(tmp_path / "in.tif")
+    before = sha256(stack)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, seconds = run_cli("run", "--input", str(stack), "--output", str(out_dir / "in_stardist.ome.tif"),
+                              "--model-path", str(models), "--model", name, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    _, file_name, says = DAMAGES[name]
+    assert lines[0].startswith(f"error: MODEL_NAME (--model) = '{name}': {models / name / file_name}: "), lines[0]
+    assert says in lines[0]
+    assert seconds < TF_FREE_SECONDS, f"{seconds:.1f} s: TensorFlow started?"
+    assert list(out_dir.iterdir()) == []
+    assert sha256(stack) == before
+    assert result.stdout == ""             # not even the run's first line: the settings were not valid
+
+
+def test_damaged_model_folders_are_found_without_importing_tensorflow(models, tmp_path):
+    """In one fresh interpreter: every damage is a ConfigError from build_config, and
+    neither TensorFlow nor Keras is imported to find it (the intact demo model passes)."""
+    code = f"""
+import json, sys
+from stardist_v4d.config import ConfigError, build_config
+found = {{}}
+for name in {sorted(DAMAGES) + ["demo"]!r}:
+    try:
+        build_config({{"MODEL2D_PATH": {str(models)!r}, "MODEL_NAME": name}})
+        found[name] = None
+    except ConfigError as error:
+        found[name] = str(error)
+print(json.dumps({{"found": found, "tf": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["tf"] is False and report["keras"] is False
+    assert report["found"]["demo"] is None
+    for name, (_, file_name, says) in DAMAGES.items():
+        message = report["found"][name]
+        assert message is not None and "\n" not in message, name
+        assert str(models / name / file_name) in message and says in message, message
+
+
+def test_thresholds_inside_0_and_1_and_a_missing_thresholds_file_are_accepted(tmp_path):
+    folder = damaged_model(tmp_path, "thresholds_5")
+    (folder / "thresholds.json").write_text('{"prob": 0.01, "nms": 0.99}')
+    assert build_config({"MODEL2D_PATH": tmp_path, "MODEL_NAME": "thresholds_5"}).model_name == "thresholds_5"
+    (folder / "thresholds.json").unlink()
+    assert build_config({"MODEL2D_PATH": tmp_path, "MODEL_NAME": "thresholds_5"}).model_name == "thresholds_5"
+
+
+# ------------------------------------------------------ weights layouts, n_rays check
+def _synthetic_weights(path: Path, dataset: str, shape: tuple[int, ...]) -> None:
+    with h5py.File(path, "w") as weights:
+        weights.create_dataset(dataset, data=np.zeros(shape, np.float32))
+
+
+def _folder_with_weights(tmp_path: Path, n_rays: int, dataset: str, shape: tuple[int, ...]) -> Path:
+    folder = tmp_path / "models" / "m"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"n_dim": 2, "n_channel_in": 1, "n_rays": n_rays}))
+    _synthetic_weights(_weights(folder), dataset, shape)
+    return tmp_path / "models"
+
+
+@pytest.mark.parametrize("dataset", [
+    "dist/dist/kernel",                   # Keras 3 save_weights(".h5"): StarDist's own layout
+    "dist/dist/kernel:0",                 # Keras 2 (tf.keras) save_weights: weights named kernel:0
+    "model_weights/dist/dist/kernel",     # model.save(".h5"): the weights under model_weights
+])
+def test_ray_count_is_read_from_each_keras_h5_layout(tmp_path, dataset):
+    models = _folder_with_weights(tmp_path, 32, dataset, (1, 1, 128, 16))
+    with pytest.raises(ConfigError) as caught:
+        build_config({"MODEL2D_PATH": models, "MODEL_NAME": "m"})
+    assert "weights of a 16-ray model (layer 'dist' has 16 filters), but " in str(caught.value)
+    assert f"{models / 'm' / 'config.json'} says n_rays = 32" in str(caught.value)
+    _config(models / "m", n_rays=16)
+    assert build_config({"MODEL2D_PATH": models, "MODEL_NAME": "m"}).model_name == "m"
+
+
+@pytest.mark.parametrize("dataset, shape", [
+    ("layers/conv2d_10/vars/0", (1, 1, 128, 16)),   # Keras 3 .weights.h5: no layer names to find 'dist' by
+    ("something/else", (3,)),                        # HDF5, but not Keras weights at all
+    ("dist/dist/bias", (16,)),                       # a 'dist' layer without a 4-D kernel
+])
+def test_unknown_weights_layout_skips_the_ray_check_instead_of_failing(tmp_path, dataset, shape):
+    models = _folder_with_weights(tmp_path, 32, dataset, shape)
+    assert build_config({"MODEL2D_PATH": models, "MODEL_NAME": "m"}).model_name == "m"
+
+
+def test_ray_check_on_real_weights_of_a_tiny_keras_model(tmp_path):
+    """``make_tiny_model`` saves with Keras itself (8 rays, another U-Net than the demo's)."""
+    from model_factory import make_tiny_model
+
+    make_tiny_model(tmp_path, "tiny", n_rays=8, prob_thresh=0.5)
+    assert build_config({"MODEL2D_PATH": tmp_path, "MODEL_NAME": "tiny"}).model_name == "tiny"
+    _config(tmp_path / "tiny", n_rays=16)
+    with pytest.raises(ConfigError) as caught:
+        build_config({"MODEL2D_PATH": tmp_path, "MODEL_NAME": "tiny"})
+    assert f"{tmp_path / 'tiny' / 'weights_best.h5'}: weights of a 8-ray model" in str(caught.value)
+
+
+# ------------------------------------------------------------------------- flags
+def test_abbreviated_flag_is_refused_with_argparse_usage_error(tmp_path):
+    stack = write_tiny_stack(tmp_path / "in.tif")
+    before = sha256(stack)
+    result, _ = run_cli("run", "--input", str(stack), "--overwrit", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1] == "python -m stardist_v4d run: error: unrecognized arguments: --overwrit"
+    assert len(lines) == 2 and lines[0].startswith("usage: python -m stardist_v4d run ")   # usage on one line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"] and sha256(stack) == before
+
+
+@pytest.mark.parametrize("parser_of, argv", [
+    ("stardist_v4d.config", ["--overwrit"]),
+    ("stardist_v4d.config", ["--all-time"]),
+    ("stardist_v4d.training.cli", ["--images", "i", "--masks", "m", "--out", "o", "--overwrit"]),
+    ("stardist_v4d.remeasure", ["--input", "a.tif", "--labels", "b.tif", "--overwrit"]),
+])
+def test_no_parser_expands_abbreviations(parser_of, argv, capsys):
+    module = __import__(parser_of, fromlist=["build_parser"])
+    parser = module.build_parser(Config()) if parser_of.endswith("config") else module.build_parser()
+    with pytest.raises(SystemExit) as caught:
+        parser.parse_args(argv)
+    assert caught.value.code == 2
+    assert f"error: unrecognized arguments: {argv[-1]}" in capsys.readouterr().err
+
+
+def test_eval_refuses_an_abbreviated_flag(capsys):
+    from stardist_v4d.training.evaluate import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--model-pa", "models"])
+    assert caught.value.code == 2
+    assert "error: unrecognized arguments: --model-pa models" in capsys.readouterr().err
+
+
+def _call_text(source: str, start: int) -> str:
+    """The text of a call from its opening parenthesis to the matching closing one."""
+    depth = 0
+    for end in range(start, len(source)):
+        depth += {"(": 1, ")": -1}.get(source[end], 0)
+        if depth == 0:
+            return source[start: end + 1]
+    return source[start:]
+
+
+def test_every_argument_parser_in_the_project_refuses_abbreviations():
+    """A parser added later without ``allow_abbrev=False`` fails here."""
+    missing, found = [], 0
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "tests" in path.relative_to(PACKAGE).parts:
+            continue
+        source = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"ArgumentParser\(", source):
+            found += 1
+            if "allow_abbrev=False" not in _call_text(source, match.end() - 1):
+                missing.append(f"{path.relative_to(PACKAGE)}:{source[:match.start()].count(chr(10)) + 1}")
+    assert found >= 4 and missing == []
+
+
+@pytest.fixture
+def good_models(tmp_path) -> Path:
+    shutil.copytree(DEMO, tmp_path / "models" / "demo")
+    return tmp_path / "models"
+
+
+def test_timepoint_with_all_timepoints_is_refused_naming_both_flags(good_models):
+    settings = {"MODEL2D_PATH": good_models}
+    with pytest.raises(ConfigError) as caught:
+        build_config(settings, ["--all-timepoints", "--timepoint", "5"])
+    assert str(caught.value) == ("--timepoint 5 contradicts --all-timepoints: --timepoint picks the one time point "
+                                 "to segment, --all-timepoints segments every one; give one of the two")
+    with pytest.raises(ConfigError) as caught:       # the same pair, the other way round
+        build_config(settings, ["--timepoint", "0", "--all-timepoints"])
+    assert "--timepoint 0 contradicts --all-timepoints" in str(caught.value)
+
+
+def test_timepoint_with_current_time_point_false_in_the_settings_block_is_refused(good_models):
+    with pytest.raises(ConfigError) as caught:
+        build_config({"MODEL2D_PATH": good_models, "CURRENT_TIME_POINT": False}, ["--timepoint", "2"])
+    message = str(caught.value)
+    assert message.startswith("--timepoint 2 contradicts CURRENT_TIME_POINT = False (every time point) in the "
+                              "settings block of stardist_2d.py: add --current-timepoint")
+    assert "\n" not in message
+    config = build_config({"MODEL2D_PATH": good_models, "CURRENT_TIME_POINT": False},
+                          ["--timepoint", "2", "--current-timepoint"])
+    assert config.current_time_point is True and config.time_point == 2
+
+
+def test_time_point_flags_alone_still_work(good_models):
+    settings = {"MODEL2D_PATH": good_models}
+    assert build_config(settings, ["--all-timepoints"]).current_time_point is False
+    config = build_config(settings, ["--timepoint", "5"])
+    assert config.current_time_point is True and config.time_point == 5
+    assert build_config({**settings, "CURRENT_TIME_POINT": False}, []).current_time_point is False
+
+
+def test_timepoint_pair_on_the_command_line_is_one_line_and_writes_nothing(tmp_path, good_models):
+    stack = write_tiny_stack(tmp_path / "in.tif")
+    result, seconds = run_cli("run", "--input", str(stack), "--model-path", str(good_models),
+                              "--all-timepoints", "--timepoint", "5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --timepoint 5 contradicts --all-timepoints: --timepoint picks "
+                                          "the one time point to segment, --all-timepoints segments every one; "
+                                          "give one of the two"]
+    assert seconds < TF_FREE_SECONDS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "models"]
+
+
+# ------------------------------------------------------ commands, help, prog names
+def test_stardist_2d_train_help_is_the_train_help(tmp_path):
+    result = subprocess.run([sys.executable, str(ENTRY), "train", "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m stardist_v4d train ")
+    assert "--images DIR" in result.stdout and "--channel" not in result.stdout
+    assert not (tmp_path / "demo_output").exists()
+
+
+@pytest.mark.parametrize("word, module", [("train", "training.cli"), ("eval", "training.evaluate"),
+                                          ("measure", "remeasure")])
+def test_command_word_is_handed_to_that_command(word, module, monkeypatch):
+    from stardist_v4d import stardist_2d
+
+    calls = []
+    target = __import__(f"stardist_v4d.{module}", fromlist=["main"])
+    monkeypatch.setattr(target, "main", lambda argv: calls.append(list(argv)) or 7)
+    assert stardist_2d.main([word, "--some", "flag"]) == 7
+    assert calls == [["--some", "flag"]]
+
+
+def test_run_word_runs_the_segmentation_with_its_own_prog(capsys):
+    from stardist_v4d import stardist_2d
+
+    with pytest.raises(SystemExit) as caught:
+        stardist_2d.main(["run", "--overwrit"], prog="stardist_2d.py")
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "stardist_2d.py run: error: unrecognized arguments: --overwrit"
+
+
+def test_unknown_first_word_is_an_argparse_error(capsys, tmp_path, monkeypatch):
+    from stardist_v4d import stardist_2d
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        stardist_2d.main(["segment", "--input", "x.tif"], prog="stardist_2d.py")
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == ("stardist_2d.py: error: unknown command 'segment': the commands are train, eval, measure, "
+                       "check, run; a segmentation takes flags only (--input TIFF ...)")
+    assert list(tmp_path.iterdir()) == []          # no demo run started either
+
+
+def test_help_lists_the_other_commands_and_the_installed_command(tmp_path):
+    result = subprocess.run([sys.executable, str(ENTRY), "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: stardist_2d.py [--input TIFF]")
+    for command in ("train", "eval", "measure", "check", "run"):
+        assert f"python -m stardist_v4d {command}" in result.stdout
+    assert "'stardist-2d'" in result.stdout and "--check" in result.stdout
+    assert "'stardist_2d.py train ...' (eval, measure, check) does the same" in result.stdout
+    assert "stardist-2d --input stack.tif" in result.stdout
+
+
+def test_module_run_help_names_the_module_command(tmp_path):
+    result, _ = run_cli("run", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m stardist_v4d run [--input TIFF]")
+    assert "stardist_2d.py [" not in result.stdout
+    assert "run train" not in result.stdout and "python -m stardist_v4d train" in result.stdout
+
+
+@pytest.mark.parametrize("argv0, prog", [("/venv/bin/stardist-2d", "stardist-2d"),
+                                         (r"C:\venv\Scripts\stardist-2d.exe", "stardist-2d"),
+                                         ("/home/me/my_copy.py", "my_copy.py"),
+                                         ("/site-packages/stardist_v4d/__main__.py", "stardist_2d.py"),
+                                         ("-c", "stardist_2d.py")])
+def test_prog_is_the_name_it_was_called_by(argv0, prog, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [argv0.replace("\\", "/")])
+    assert build_parser(Config()).prog == prog
+
+
+def test_module_usage_lists_check(tmp_path):
+    result, _ = run_cli(cwd=tmp_path)
+    assert result.returncode == 2 and "  check   " in result.stdout
+
+
+# ------------------------------------------------------------- the run's first line
+@pytest.mark.parametrize("changes, expected", [
+    ({}, "channel 0, time point 0, planes bottom-top, model demo"),
+    (dict(current_time_point=False, first_plane=3, last_plane=10, input_channel=1),
+     "channel 1, all time points, planes 3-10, model demo"),
+    (dict(time_point=4, first_plane=2), "channel 0, time point 4, planes 2-top, model demo"),
+    (dict(first_plane=5, last_plane=5, model_name="mine", model2d_path=Path("/models")),
+     "channel 0, time point 0, plane 5, model mine from /models"),
+])
+def test_first_line_names_input_channel_planes_and_model(changes, expected):
+    config = Config(input_path=Path("in.tif"), output_path=Path("out.tif"), **changes)
+    assert launch.describe_run(config) == f"Segmenting in.tif: {expected}"
+
+
+def test_first_line_comes_before_tensorflow_starts_even_when_the_model_then_fails(tmp_path):
+    """A config.json that passes every check without TensorFlow but does not fit the weights
+    (another U-Net depth): the line is out before TensorFlow is imported, the load error
+    afterwards is one line, and nothing is written."""
+    models = tmp_path / "models"
+    shutil.copytree(DEMO, models / "deeper")
+    _config(models / "deeper", unet_n_depth=2)
+    stack = write_tiny_stack(tmp_path / "in.tif")
+    before = sha256(stack)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code = f"""
+import sys
+class Marker:                                    # prints when TensorFlow is first imported
+    seen = False
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" and not Marker.seen:
+            Marker.seen = True
+            print("<tensorflow starts>", flush=True)
+        return None
+sys.meta_path.insert(0, Marker())
+from stardist_v4d.__main__ import main
+sys.exit(main(["run", "--input", {str(stack)!r}, "--output", {str(out_dir / "o.ome.tif")!r},
+               "--model-path", {str(models)!r}, "--model", "deeper", "--workers", "0"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == f"Segmenting {stack}: channel 0, time point 0, planes bottom-top, model deeper from {models}"
+    assert "<tensorflow starts>" in out                       # the model did fail in TensorFlow
+    err = result.stderr.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"error: MODEL_NAME (--model) = 'deeper': model folder {models / 'deeper'} could not be loaded ("), err
+    assert "copy both from the same model folder" in err[0] and "Traceback" not in result.stderr
+    assert list(out_dir.iterdir()) == [] and sha256(stack) == before
+
+
+# --------------------------------------------------------------- the self-check
+class StubSelfcheck(types.ModuleType):
+    """Stands in for ``selfcheck.py``: records its calls, returns ``code``."""
+
+    def __init__(self, code: int = 1) -> None:
+        super().__init__(SELFCHECK)
+        self.calls: list[tuple[dict, list]] = []
+        self.code = code
+
+    def main(self, settings, argv):
+        self.calls.append((dict(settings), list(argv)))
+        print("stub report")
+        return self.code
+
+
+@pytest.fixture
+def stub(monkeypatch) -> StubSelfcheck:
+    module = StubSelfcheck()
+    monkeypatch.setitem(sys.modules, SELFCHECK, module)
+    return module
+
+
+def test_check_flag_hands_the_settings_and_the_other_flags_to_the_self_check(stub, capsys):
+    settings = {"INPUT_CHANNEL": -1, "MODEL_NAME": "nowhere"}      # the report judges them, not a run
+    assert launch.main(settings, ["--model", "x", "--check", "--input", "in.tif"]) == 1
+    assert stub.calls == [(settings, ["--model", "x", "--input", "in.tif"])]
+    assert capsys.readouterr().out == "stub report\n"
+
+
+def test_stardist_2d_check_flag_and_check_word_and_module_command(stub, tmp_path, monkeypatch):
+    from stardist_v4d import __main__ as commands, stardist_2d
+
+    monkeypatch.chdir(tmp_path)
+    assert stardist_2d.main(["--check"]) == 1
+    assert stardist_2d.main(["check", "--model", "demo"]) == 1
+    assert commands.main(["check", "--input", "a.tif"]) == 1
+    assert [argv for _, argv in stub.calls] == [[], ["--model", "demo"], ["--input", "a.tif"]]
+    assert all(settings == stardist_2d.user_settings() for settings, _ in stub.calls)
+    assert stub.calls[0][0]["CHECK_ONLY"] is False
+    assert list(tmp_path.iterdir()) == []            # nothing written, no demo started
+
+
+def test_check_only_constant_headless(stub):
+    assert launch.main({"CHECK_ONLY": True}, ["--model", "demo"]) == 1
+    assert stub.calls == [({"CHECK_ONLY": True}, ["--model", "demo"])]
+
+
+def test_check_only_inside_the_host_reports_instead_of_running(stub, monkeypatch, capsys):
+    from arivis_fakes import Bounds, install, make_context
+
+    arivis = install(monkeypatch)
+    arivis.context = make_context(np.zeros((2, 8, 8), np.uint16), Bounds(0, 8, 0, 8, 0, 1, 0))
+    source = ENTRY.read_text().replace("CHECK_ONLY = False", "CHECK_ONLY = True")
+    assert "CHECK_ONLY = True" in source
+    exec(compile(source, "<arivis script>", "exec"), {"__builtins__": __builtins__})
+    assert len(stub.calls) == 1
+    settings, argv = stub.calls[0]
+    assert argv == [] and settings["CHECK_ONLY"] is True and settings["OUTPUT_CH_NAME"] == "StarDist"
+    assert arivis.context.output.planes == {}                     # nothing segmented, nothing written
+    assert capsys.readouterr().out == "stub report\n"
+
+
+def test_check_only_that_is_not_true_or_false_is_one_line(stub, monkeypatch, capsys):
+    monkeypatch.setattr(launch, "host_for", lambda *a: pytest.fail("a run started"))
+    assert launch.run_in_host({"CHECK_ONLY": "yes"}, "operation") == 2
+    assert capsys.readouterr().out.splitlines() == [
+        "error: CHECK_ONLY (--check) = 'yes' in the settings block of stardist_2d.py: must be True (only check "
+        "and report) or False (run)"]
+    assert stub.calls == []
+
+
+def test_missing_selfcheck_module_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, SELFCHECK, None)        # import fails as for a missing file
+    assert launch.main({}, ["--check"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: CHECK_ONLY (--check): this installation of stardist-v4d has no selfcheck.py; update it "
+        "(pip install -e . in the project folder)"]
