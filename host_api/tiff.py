@@ -186,13 +186,14 @@ class TiffHost(Host):
             bigtiff=math.prod(shape) * dtype.itemsize > BIGTIFF_BYTES, metadata=metadata)
         try:
             reserve(self.partial_path)
-        except BaseException:
+            self._copy_input(self._out)            # a damaged input page fails here
+            self._journal = Journal(self.journal_path, identity, prepared=True)
+            self._journal.save()
+        except BaseException:                      # nothing of this run is left behind
             self._out = None
-            self.partial_path.unlink(missing_ok=True)
+            for path in (self.partial_path, self.journal_path):
+                path.unlink(missing_ok=True)
             raise
-        self._copy_input(self._out)
-        self._journal = Journal(self.journal_path, identity, prepared=True)
-        self._journal.save()
         return OutputTarget(location=str(self.partial_path), channel=self._label_channel)
 
     def _reopen(self, dtype: np.dtype) -> OutputTarget:

@@ -7,18 +7,11 @@ import tifffile
 from stardist_v4d.config import shipped_models_dir
 from stardist_v4d.training import evaluate
 from stardist_v4d.training.dataset import pair_files
-
-
-def disks(centres, size=48, radius=5):
-    yy, xx = np.mgrid[:size, :size]
-    labels = np.zeros((size, size), np.uint16)
-    for i, (y, x) in enumerate(centres, start=1):
-        labels[(yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2] = i
-    return labels
+from test_evaluate import disks
 
 
 def write_pair(folder, image_name, mask_name, seed):
-    mask = disks([(10 + seed, 12), (30, 30 + seed)])
+    mask = disks([(10 + seed, 12), (30, 30 + seed)], size=48)
     image = (mask > 0).astype(np.float32) * 100 + np.random.default_rng(seed).random(mask.shape).astype(np.float32)
     tifffile.imwrite(folder / image_name, image)
     tifffile.imwrite(folder / mask_name, mask)
@@ -51,7 +44,7 @@ def test_train_pairs_the_img_spelling_too(tmp_path):
     write_pair(images, "b.tif", "unused.tif", 1)
     (images / "unused.tif").unlink()
     for name in ("a_mask.tif", "b_labels.tif"):
-        tifffile.imwrite(masks / name, disks([(20, 20)]))
+        tifffile.imwrite(masks / name, disks([(20, 20)], size=48))
     assert [(i.name, m.name) for i, m in pair_files(images, masks)] == [("a_img.tif", "a_mask.tif"),
                                                                        ("b.tif", "b_labels.tif")]
 

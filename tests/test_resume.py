@@ -262,3 +262,39 @@ def test_a_real_small_file_system_fails_before_the_first_plane(tmp_path, models_
         assert list(mount.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+# ------------------------------------------------------- failed before the first plane
+def test_an_output_that_is_a_folder_stops_before_the_model_loads(tmp_path, models_dir):
+    source = write_input(tmp_path)
+    (tmp_path / "out.ome.tif").mkdir()
+    done = subprocess.run([sys.executable, "-m", "stardist_v4d", "run", "--input", str(source),
+                           "--output", str(tmp_path / "out.ome.tif"), "--overwrite",
+                           "--model-path", str(models_dir), "--model", "tiny"],
+                          capture_output=True, text=True, timeout=120)
+    line = done.stderr.strip()
+    assert done.returncode == 2 and "\n" not in line and "Traceback" not in done.stderr
+    assert line == (f"error: Output {tmp_path / 'out.ome.tif'} is a folder; give a file name ending in "
+                    ".ome.tif (the folder is not replaced, even with --overwrite)")
+    assert "Loading network weights" not in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.tif", "out.ome.tif"]
+
+
+def test_a_page_that_cannot_be_decoded_leaves_nothing_behind(tmp_path, models_dir):
+    """The damage is met while the input channels are copied, after the model loaded."""
+    from test_bad_inputs_tiff import corrupt_page
+
+    stack = np.random.default_rng(3).integers(0, 4000, (4, SIZE, SIZE)).astype(np.uint16)
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, stack, imagej=True, compression="zlib", metadata={"axes": "ZYX"})
+    bad = corrupt_page(whole, 2, "in.tif")
+    whole.unlink()
+    before = bad.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "stardist_v4d", "run", "--input", str(bad),
+                           "--model-path", str(models_dir), "--model", "tiny"],
+                          capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert done.returncode == 2 and "Traceback" not in done.stderr      # (beside the copy's progress bar)
+    assert len(errors) == 1 and errors[0].strip().startswith("error: ")
+    assert "plane t=0 z=2 cannot be decoded" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"] and bad.read_bytes() == before
