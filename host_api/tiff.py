@@ -124,7 +124,9 @@ class TiffHost(Host):
         """
         if self._took_over:
             self.log(self._took_over)
+            self._took_over = None
         if self.overwrite or not self.partial_path.exists():
+            self._check_room((description or {}).get("output_dtype"))
             return
         if self._earlier is None or not self._earlier.prepared:
             self.log(f"{self.partial_path} has no journal of complete planes (a run from before "
@@ -138,6 +140,14 @@ class TiffHost(Host):
                 f"{self.partial_path} holds {len(self._earlier.planes)} complete plane(s) of a run with "
                 f"other settings or input: {found[0]}{more}; rerun with the same settings to resume, "
                 "or with --overwrite to start afresh")
+
+    def _check_room(self, dtype: str | None) -> None:
+        """A disk too small for the output stops the run now, before the model loads."""
+        if dtype:
+            check_free(self.output_path.parent, self._output_bytes(np.dtype(dtype)))
+
+    def _output_bytes(self, dtype: np.dtype) -> int:
+        return math.prod(self._output_shape()) * dtype.itemsize + 2 ** 20     # + header, slack
 
     def _identity(self, name: str, description: Mapping[str, str] | None) -> dict:
         """What made an output: the run record, the input file, the output's layout."""
@@ -174,7 +184,7 @@ class TiffHost(Host):
         shape = self._output_shape()
         for stale in (self.journal_path, self.partial_path):
             stale.unlink(missing_ok=True)
-        check_free(self.output_path.parent, math.prod(shape) * dtype.itemsize + 2 ** 20)
+        check_free(self.output_path.parent, self._output_bytes(dtype))
         identity = self._identity(name, description)
         metadata = output_metadata(info.channel_names + (name,), info.pixel_size_um,
                                    self.output_path.name, description, info.time_increment_s,

@@ -194,7 +194,7 @@ def run(config: Config, host: Host) -> RunSummary:
     plan = plan_for(config, host)
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
-    record = run_record(config, config.model_name)
+    record = {**run_record(config, config.model_name), "output_dtype": np.dtype(plan.output_dtype).name}
     host.check_output(config.output_ch_name, record)
     resume = resume_for(host, steps)
     summary.nuclei_per_plane.update(resume.done)

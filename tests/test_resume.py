@@ -200,9 +200,12 @@ def test_a_disk_too_small_fails_at_once_naming_the_need(tmp_path, models_dir, mo
     monkeypatch.setattr(disk_space.shutil, "disk_usage", lambda path: usage._replace(free=2 ** 19))
     config = Config(model2d_path=models_dir, model_name="tiny", input_path=source,
                     output_path=tmp_path / "out.ome.tif", current_time_point=False, workers=0)
+    loaded = []
+    monkeypatch.setattr("stardist_v4d.pipeline.run.load_model", lambda *a: loaded.append(1))
     with pytest.raises(HostError, match=r"The output needs 1\.\d MB, 0\.5 MB free on "):
         with TiffHost(source, config.output_path, show_progress=False) as host:
             run(config, host)
+    assert not loaded                                                # said before the model loads
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.tif"]
 
 
@@ -259,6 +262,7 @@ def test_a_real_small_file_system_fails_before_the_first_plane(tmp_path, models_
         line = done.stderr.strip()
         assert done.returncode == 2 and "\n" not in line
         assert line.startswith("error: The output needs 1.") and f"free on {mount}" in line
+        assert "Loading network weights" not in done.stdout          # before the model loads
         assert list(mount.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
