@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .host_api.tiff_metadata import tiff_stem
 from .pipeline.label_ids import LABEL_ID_MODES
 from .pipeline.model import ModelError, read_model_folder
 from .pipeline.plan import LABEL_DTYPES, output_dtype, resolve_plane_range
@@ -279,11 +280,7 @@ def _check_time_point_pair(config: Config, constants: Mapping[str, Any], overrid
 
 def _with_default_output(config: Config) -> Config:
     if config.input_path is not None and config.output_path is None:
-        name = Path(config.input_path).name
-        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-                break
+        name = tiff_stem(Path(config.input_path).name)
         return replace(config, output_path=Path(config.input_path).with_name(name + "_stardist.ome.tif"))
     return config
 

@@ -19,8 +19,9 @@ import numpy as np
 from .analysis.measure import measure_plane
 from .host_api.base import DatasetInfo
 from .host_api.tiff_reader import TiffStack
-from .host_api.tiff_metadata import read_run_description
+from .host_api.tiff_metadata import read_run_description, tiff_stem
 from .pipeline.label_ids import walk_order
+from .pipeline.plan import resolve_plane_range
 from .pipeline.measuring import Overlay, RunMeasurements, calibration_for
 from .analysis.tables import TablePaths
 
@@ -80,8 +81,7 @@ def planes_to_measure(record: dict[str, str], info: DatasetInfo) -> tuple[list[i
                        else list(range(info.size_t)))
     except ValueError as error:
         raise MeasureError(f"the label file's run record is not readable ({error})") from None
-    first = 0 if first == -1 else first
-    last = info.size_z - 1 if last == -1 else last
+    first, last = resolve_plane_range(first, last, info.size_z)
     planes = [z for z in range(first, last + 1) if 0 <= z < info.size_z]
     time_points = [t for t in time_points if 0 <= t < info.size_t]
     return time_points, planes, settings.get("label_ids", "per_plane"), \
@@ -100,14 +100,6 @@ def integer_labels(plane: np.ndarray, where: str) -> np.ndarray:
     return plane.astype(np.int64)
 
 
-def default_stem(labels_path: Path) -> str:
-    name = labels_path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return labels_path.stem
-
-
 def remeasure(args: argparse.Namespace, log=print) -> Path:
     """Measure; returns the nuclei table's path."""
     if args.ring_um <= 0 or args.ring_um > 100:
@@ -117,7 +109,7 @@ def remeasure(args: argparse.Namespace, log=print) -> Path:
     folder = args.output_dir or args.labels.parent
     if not folder.is_dir():
         raise MeasureError(f"--output-dir {folder}: no such folder")
-    paths = TablePaths(folder, default_stem(args.labels))
+    paths = TablePaths(folder, tiff_stem(args.labels.name))
     with TiffStack(args.input) as image, TiffStack(args.labels) as label_file:
         info, label_info = image.dataset_info(), label_file.dataset_info()
         check_same_field(info, label_info)

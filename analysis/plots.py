@@ -36,47 +36,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+
 
 import numpy as np
 import pandas as pd
 
+from .density import density_bins, density_maps
 from .figures import DPI, RC as _RC, agg_figure as _figure
 from .overlay import Overlay, plot_overlay
+from .table_reading import CHUNKSIZE, Units, _chunks, read_planes, table_units
 
-#: Rows read at a time from the nuclei table.
-CHUNKSIZE = 200_000
 #: Above this many time points the Z profile shows mean and min-max band, not one line each.
 MAX_PROFILE_LINES = 8
-
-
-
-
-@dataclass(frozen=True)
-class Units:
-    """Unit names of a run's tables: ``"um"`` or ``"px"`` and the derived labels."""
-
-    length: str
-
-    @property
-    def area(self) -> str:
-        """Column suffix of areas: ``um2`` or ``px2``."""
-        return f"{self.length}2"
-
-    @property
-    def area_label(self) -> str:
-        """Area unit as shown on axes: ``um²`` or ``px²``."""
-        return f"{self.length}²"
-
-    @property
-    def density_area(self) -> float:
-        """Reference area of the density, in the table's area unit: 1 mm² or 10⁶ px²."""
-        return 1e6
-
-    @property
-    def density_label(self) -> str:
-        """What a density value counts per: ``mm²`` or ``10⁶ px²``."""
-        return "mm²" if self.length == "um" else "10⁶ px²"
 
 
 @dataclass(frozen=True)
@@ -92,67 +63,6 @@ class AreaHistogram:
     n: int
     median: float
     units: Units
-
-
-# ------------------------------------------------------------------ reading
-def _header(path: Path) -> list[str]:
-    """Column names of a CSV; an empty (0-byte) file has none."""
-    try:
-        return list(pd.read_csv(path, nrows=0).columns)
-    except pd.errors.EmptyDataError:
-        return []
-
-
-def table_units(nuclei_csv: Path, planes_csv: Path | None = None) -> Units:
-    """Units of a run's tables, from the nuclei table's header (``area_um2`` or ``area_px2``).
-
-    The planes table's header is the fallback for a nuclei file without even a
-    header, so an aborted run still gets its pictures.
-    """
-    for path, um, px in ((nuclei_csv, "area_um2", "area_px2"),
-                         (planes_csv, "mean_area_um2", "mean_area_px2")):
-        if path is None:
-            continue
-        columns = _header(Path(path))
-        if um in columns:
-            return Units("um")
-        if px in columns:
-            return Units("px")
-        if columns:
-            raise ValueError(f"{path}: neither {um!r} nor {px!r} in the header {columns}")
-    raise ValueError(f"{nuclei_csv}: empty file, cannot tell the units")
-
-
-def _chunks(path: Path, columns: Sequence[str], chunksize: int) -> Iterator[pd.DataFrame]:
-    """``columns`` of ``path`` as float64, ``chunksize`` rows at a time; empty fields are NaN.
-
-    A header-only or 0-byte file yields nothing.
-    """
-    if not _header(Path(path)):
-        return
-    reader = pd.read_csv(path, usecols=list(columns), dtype=np.float64, chunksize=chunksize)
-    with reader:
-        for chunk in reader:
-            if len(chunk):
-                yield chunk
-
-
-def read_planes(planes_csv: Path, chunksize: int = CHUNKSIZE) -> pd.DataFrame:
-    """``time_point, z, nuclei`` of every segmented plane (one row per plane, duplicates dropped).
-
-    Small enough to keep: one row per plane, not per nucleus.
-    """
-    parts = [c for c in _chunks(planes_csv, ("time_point", "z", "nuclei"), chunksize)]
-    if not parts:
-        return pd.DataFrame({"time_point": np.zeros(0, np.int64), "z": np.zeros(0, np.int64),
-                             "nuclei": np.zeros(0, np.float64)})
-    planes = pd.concat(parts, ignore_index=True)
-    planes = planes.dropna(subset=["time_point", "z"])
-    planes["time_point"] = planes["time_point"].astype(np.int64)
-    planes["z"] = planes["z"].astype(np.int64)
-    planes["nuclei"] = planes["nuclei"].fillna(0.0)
-    planes = planes.drop_duplicates(subset=["time_point", "z"], keep="last")
-    return planes.sort_values(["time_point", "z"], ignore_index=True)
 
 
 # ------------------------------------------------------------------ numbers
@@ -193,76 +103,6 @@ def area_histogram(nuclei_csv: Path, bins: int = 50, chunksize: int = CHUNKSIZE,
     width = (hi - lo) / fine.size
     median = lo + width * (k + (n / 2.0 - before) / max(fine[k], 1))
     return AreaHistogram(counts, edges, n, float(median), units)
-
-
-def _grid(field_size: tuple[float, float], bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bin edges: ``bins`` along the field's longer side, near-square bins covering it exactly.
-
-    The bins are as square as a whole number of them per side allows, so no bin
-    hangs over the field's edge and dilutes its density.
-    """
-    width, height = (float(v) for v in field_size)
-    if not (width > 0 and height > 0):
-        raise ValueError(f"field_size must be positive (width, height), not {field_size}")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, not {bins}")
-    side = max(width, height) / bins
-    nx, ny = max(1, round(width / side)), max(1, round(height / side))
-    return np.linspace(0.0, width, nx + 1), np.linspace(0.0, height, ny + 1)
-
-
-def density_maps(nuclei_csv: Path, planes_csv: Path, field_size: tuple[float, float],
-                 bins: int = 20, chunksize: int = CHUNKSIZE
-                 ) -> tuple[dict[int, np.ndarray], dict[int, int], np.ndarray, np.ndarray]:
-    """Nuclei per mm² (or per 10⁶ px²) over the field, for every time point, in one pass.
-
-    Returns ``(maps, n_planes, x_edges, y_edges)``: ``maps[t]`` is ``(ny, nx)``,
-    row 0 at y = 0 (the image's top), counts of centroids summed over the Z
-    planes of ``t`` and divided by the number of segmented planes of ``t`` (from
-    the planes table, planes without nuclei included) and by the bin area. That
-    makes it the mean density of one plane, comparable between time points with
-    different Z ranges. Time points are those of the planes table; nuclei of
-    other time points, or outside the field, are ignored. One pass for all time
-    points, because a run can have hundreds of them and the table is large.
-    """
-    units = table_units(nuclei_csv, planes_csv)
-    x_edges, y_edges = _grid(field_size, bins)
-    nx, ny = x_edges.size - 1, y_edges.size - 1
-    width, height = x_edges[-1], y_edges[-1]
-    planes = read_planes(planes_csv)
-    per_time = planes.groupby("time_point").size()
-    times = per_time.index.to_numpy(np.int64)
-    counts = np.zeros(times.size * ny * nx, np.int64)
-    columns = ("time_point", f"centroid_x_{units.length}", f"centroid_y_{units.length}")
-    for chunk in _chunks(nuclei_csv, columns, chunksize) if times.size else ():
-        t, x, y = (chunk[c].to_numpy() for c in columns)
-        inside = (np.isfinite(t) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height))
-        t, x, y = t[inside].astype(np.int64), x[inside], y[inside]
-        k = np.minimum(np.searchsorted(times, t), times.size - 1)
-        known = times[k] == t
-        ix = np.minimum((x[known] * (nx / width)).astype(np.int64), nx - 1)
-        iy = np.minimum((y[known] * (ny / height)).astype(np.int64), ny - 1)
-        counts += np.bincount((k[known] * ny + iy) * nx + ix, minlength=counts.size)
-    bin_area = (width / nx) * (height / ny) / units.density_area
-    counts = counts.reshape(times.size, ny, nx)
-    maps = {int(t): counts[i] / (per_time.iloc[i] * bin_area) for i, t in enumerate(times)}
-    return maps, {int(t): int(n) for t, n in per_time.items()}, x_edges, y_edges
-
-
-def density_map(nuclei_csv: Path, planes_csv: Path, time_point: int,
-                field_size: tuple[float, float], bins: int = 20, chunksize: int = CHUNKSIZE
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Density of one time point as in :func:`density_maps`: ``(density, x_edges, y_edges)``.
-
-    ``density[iy, ix]`` is nuclei per mm² (per 10⁶ px² in pixel units) in the bin
-    ``[x_edges[ix], x_edges[ix+1]) x [y_edges[iy], y_edges[iy+1])``, the mean
-    over the time point's segmented planes. A time point without a segmented
-    plane raises ``ValueError`` (there is nothing to average over).
-    """
-    maps, _, x_edges, y_edges = density_maps(nuclei_csv, planes_csv, field_size, bins, chunksize)
-    if int(time_point) not in maps:
-        raise ValueError(f"time point {time_point} has no segmented plane in {planes_csv}")
-    return maps[int(time_point)], x_edges, y_edges
 
 
 # ------------------------------------------------------------------ figures
@@ -382,19 +222,6 @@ def plot_nuclei_per_plane(planes: pd.DataFrame, path: Path) -> Path:
         ax_t.set_title("Nuclei over time")
         figure.tight_layout()
         return _save(figure, path)
-
-
-def density_bins(field_size: tuple[float, float], median_area: float) -> int:
-    """Density bins along the field's longer side: each ~3 nuclear diameters wide, 4 to 40.
-
-    Why: bins narrower than a nucleus hold 0 or 1 nuclei and the map turns into
-    speckle; ~3 diameters puts several nuclei in a bin of a confluent field, so the
-    map shows density. Without a typical area (no nuclei) 20 bins.
-    """
-    if not median_area or not median_area > 0:
-        return 20
-    diameter = 2 * math.sqrt(median_area / math.pi)
-    return int(np.clip(round(max(field_size) / (3 * diameter)), 4, 40))
 
 
 # ------------------------------------------------------------------ entry point

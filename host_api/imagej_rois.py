@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import roifile
 
 from .base import Nucleus
+from .tiff_metadata import tiff_stem
 
 #: Entry time of every ROI in the zip (the zip format's earliest): byte-identical reruns.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -30,12 +31,7 @@ _LENGTHS = struct.Struct("<II")
 
 def sidecar_path(output_path: Path) -> Path:
     """``out.ome.tif`` -> ``out_rois.zip`` (beside it)."""
-    name = output_path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return output_path.with_name(name + "_rois.zip")
+    return output_path.with_name(tiff_stem(output_path.name) + "_rois.zip")
 
 
 class RoiSidecar:

@@ -31,7 +31,7 @@ from .disk_space import check_free, reserve, write_error
 from .imagej_rois import RoiSidecar, sidecar_path
 from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, input_identity
 from .output_lock import OutputLock
-from .tiff_metadata import output_metadata, read_run_description
+from .tiff_metadata import output_metadata, read_run_description, tiff_stem
 from .tiff_reader import TiffStack
 
 __all__ = ["TiffHost", "read_run_description", "PARTIAL_SUFFIX"]
@@ -150,7 +150,17 @@ class TiffHost(Host):
         return math.prod(self._output_shape()) * dtype.itemsize + 2 ** 20     # + header, slack
 
     def _identity(self, name: str, description: Mapping[str, str] | None) -> dict:
-        """What made an output: the run record, the input file, the output's layout."""
+        """What made an output: the run record, the input file, the output's layout.
+
+        Made once per run (it reads and hashes two input planes); ``check_output`` and
+        ``add_channel`` get the same record.
+        """
+        key = (name, tuple(sorted((description or {}).items())))
+        if getattr(self, "_identity_for", (None,))[0] != key:
+            self._identity_for = (key, self._make_identity(name, description))
+        return self._identity_for[1]
+
+    def _make_identity(self, name: str, description: Mapping[str, str] | None) -> dict:
         info = self._info
         record = {k: v for k, v in (description or {}).items() if k not in NOT_IDENTITY}
         return {"record": record,
@@ -278,8 +288,7 @@ class TiffHost(Host):
 
     def measurements_place(self) -> tuple[Path, str]:
         """Beside the output, with the ROI zip's stem: ``OUT_nuclei.csv`` for ``OUT.ome.tif``."""
-        stem = sidecar_path(self.output_path).name[: -len("_rois.zip")]
-        return self.output_path.parent, stem
+        return self.output_path.parent, tiff_stem(self.output_path.name)
 
     def report_progress(self, done: int, total: int) -> None:
         """A progress bar with rate and time left, when ``show_progress``."""

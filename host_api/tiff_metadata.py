@@ -27,6 +27,18 @@ _UM_PER_UNIT = {
 }
 
 
+#: File endings of TIFF stacks, longest first.
+TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
+
+
+def tiff_stem(name: str) -> str:
+    """``stack.ome.tif`` -> ``stack``: the name without its TIFF ending (any case)."""
+    for suffix in TIFF_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def normalize_axes(axes: str, source: str = "") -> str:
     """Series axes in ``TZCYX(S)`` letters, or a ValueError a user can act on.
 

@@ -80,8 +80,8 @@ def run_record(config: Config, model_name: str) -> dict[str, str]:
     return record
 
 
-def weights_file(folder) -> "Path | None":
-    """The weights StarDist will load from a model folder (None for a registered name)."""
+def weights_file(folder):
+    """The weights file StarDist will load from a model folder (None for a registered name)."""
     from .model import ModelError, read_model_folder
     try:
         return read_model_folder(folder)[1] if folder.is_dir() else None

@@ -1,4 +1,4 @@
-"""Nuclei measurements, their CSV tables and tracks, held to geometry and to scikit-image.
+"""Nuclei measurements, held to geometry and to scikit-image (tables and tracks: test_tables_tracks.py).
 
 Every expected value here is derived independently of ``analysis/measure.py``: from
 the geometry of the shapes drawn (pi r^2, 2 pi r, an ellipse's axes and angle), from
@@ -8,18 +8,14 @@ convex hull (scipy), or from arithmetic by hand.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 from skimage.draw import disk, ellipse
 
 from stardist_v4d.analysis.measure import Calibration, column_names, measure_plane, ring_labels
-from stardist_v4d.analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
-from stardist_v4d.analysis.tracks import TrackBuilder
 
 HALF_UM = Calibration((0.5, 0.5))                 # 0.5 um pixels, ring 2 um = 4 px
 RING_PX = 4                                       # 2 um / 0.5 um
@@ -494,218 +490,6 @@ def test_empty_label_image_gives_zero_rows_with_every_column():
     columns = measure_plane(labels, [np.ones((50, 60)), np.ones((50, 60))], {}, HALF_UM)
     assert list(columns) == column_names(2, HALF_UM)
     assert all(len(values) == 0 for values in columns.values())
-
-
-# ------------------------------------------------------------- tables.py
-def test_csv_table_writes_header_into_partial_file_at_creation(tmp_path):
-    path = tmp_path / "run_nuclei.csv"
-    table = CsvTable(path, ["time_point", "label", "area_um2"])
-    partial = Path(str(path) + ".partial")
-    assert partial.read_text(encoding="utf-8") == "time_point,label,area_um2\n"
-    assert not path.exists()
-    frame = pd.read_csv(partial)
-    assert list(frame.columns) == ["time_point", "label", "area_um2"] and len(frame) == 0
-    table.finish(False)
-
-
-def test_csv_table_appends_rows_plane_by_plane_readable_while_open(tmp_path):
-    path = tmp_path / "run_nuclei.csv"
-    names = ["time_point", "label", "area_um2"]
-    table = CsvTable(path, names)
-    table.append({"time_point": np.array([0, 0]), "label": np.array([1, 2]),
-                  "area_um2": np.array([10.5, 20.25])})
-    frame = pd.read_csv(table.partial_path)
-    assert frame["label"].tolist() == [1, 2]
-    table.append({"time_point": np.array([1]), "label": np.array([7]), "area_um2": np.array([3.0])})
-    table.append({"time_point": np.zeros(0, int), "label": np.zeros(0, int), "area_um2": np.zeros(0)})
-    frame = pd.read_csv(table.partial_path)
-    assert frame["time_point"].tolist() == [0, 0, 1]
-    assert frame["area_um2"].tolist() == [10.5, 20.25, 3.0]
-    assert table.rows == 3
-    table.finish(True)
-
-
-def test_csv_table_finish_false_keeps_partial_and_true_renames(tmp_path):
-    stopped = CsvTable(tmp_path / "a.csv", ["label"])
-    stopped.append({"label": np.array([5])})
-    where = stopped.finish(False)
-    assert where == tmp_path / "a.csv.partial" and where.exists()
-    assert not (tmp_path / "a.csv").exists()
-    done = CsvTable(tmp_path / "b.csv", ["label"])
-    done.append({"label": np.array([5, 6])})
-    where = done.finish(True)
-    assert where == tmp_path / "b.csv" and where.exists()
-    assert not (tmp_path / "b.csv.partial").exists()
-    assert where.read_text(encoding="utf-8") == "label\n5\n6\n"
-
-
-def test_csv_integers_have_no_decimal_point_nan_is_empty_and_floats_round_trip(tmp_path):
-    rng = np.random.default_rng(3)
-    floats = rng.uniform(-1, 1, 40) * 10.0 ** rng.uniform(-8, 8, 40)
-    floats[[4, 17]] = np.nan
-    names = ["time_point", "z", "label", "area_um2"]
-    table = CsvTable(tmp_path / "n.csv", names)
-    table.append({"time_point": np.full(40, 2, np.int64), "z": np.arange(40) % 3,
-                  "label": np.arange(1, 41).astype(np.float64), "area_um2": floats})
-    path = table.finish(True)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    fields = [line.split(",") for line in lines[1:]]
-    assert len(fields) == 40
-    assert all("." not in row[0] and "." not in row[1] and "." not in row[2] for row in fields)
-    assert [row[2] for row in fields[:3]] == ["1", "2", "3"]
-    assert fields[4][3] == "" and fields[17][3] == ""
-    back = pd.read_csv(path)
-    assert back["label"].dtype.kind == "i"
-    np.testing.assert_allclose(back["area_um2"].to_numpy(), floats, rtol=1e-9)
-    assert np.isnan(back["area_um2"][4]) and np.isnan(back["area_um2"][17])
-
-
-def hand_made_plane():
-    labels = np.zeros((100, 200), np.uint16)
-    labels[10:20, 10:20] = 1           # 100 px
-    labels[40:45, 50:58] = 2           # 40 px
-    labels[60:80, 150:153] = 5         # 60 px
-    return labels
-
-
-def test_plane_summary_counts_density_areas_and_covered_fraction():
-    labels = hand_made_plane()
-    nuclei = measure_plane(labels, [], None, HALF_UM, time_point=4, z=2)
-    summary = plane_summary(4, 2, nuclei, HALF_UM, labels.shape)
-    assert list(summary) == planes_columns(HALF_UM)
-    # field: 100 x 200 px of 0.25 um2 = 5000 um2 = 0.005 mm2
-    assert summary["time_point"][0] == 4 and summary["z"][0] == 2
-    assert summary["nuclei"][0] == 3
-    assert summary["density_per_mm2"][0] == pytest.approx(3 / 0.005, rel=1e-12)
-    assert summary["mean_area_um2"][0] == pytest.approx((25 + 10 + 15) / 3, rel=1e-12)
-    assert summary["median_area_um2"][0] == pytest.approx(15.0, rel=1e-12)
-    assert summary["covered_fraction"][0] == pytest.approx(200 / 20000, rel=1e-12)
-
-
-def test_plane_summary_uncalibrated_gives_density_per_px2():
-    labels = hand_made_plane()
-    calibration = Calibration(None)
-    nuclei = measure_plane(labels, [], None, calibration)
-    summary = plane_summary(0, 0, nuclei, calibration, labels.shape)
-    assert "density_per_px2" in summary and "mean_area_px2" in summary
-    assert summary["density_per_px2"][0] == pytest.approx(3 / 20000, rel=1e-12)
-    assert summary["mean_area_px2"][0] == pytest.approx(200 / 3, rel=1e-12)
-    assert summary["covered_fraction"][0] == pytest.approx(0.01, rel=1e-12)
-
-
-def test_plane_summary_without_nuclei_is_count_zero_empty_means_covered_zero(tmp_path):
-    labels = np.zeros((30, 40), np.uint16)
-    nuclei = measure_plane(labels, [], None, HALF_UM)
-    summary = plane_summary(1, 0, nuclei, HALF_UM, labels.shape)
-    assert summary["nuclei"][0] == 0
-    assert summary["density_per_mm2"][0] == 0
-    assert np.isnan(summary["mean_area_um2"][0]) and np.isnan(summary["median_area_um2"][0])
-    assert summary["covered_fraction"][0] == 0
-    table = CsvTable(tmp_path / "p.csv", list(summary))
-    table.append(summary)
-    line = table.finish(True).read_text(encoding="utf-8").splitlines()[1]
-    assert line == "1,0,0,0,,,0"
-
-
-def test_table_paths_names_the_run_files(tmp_path):
-    paths = TablePaths(tmp_path, "embryo_01")
-    assert paths.nuclei == tmp_path / "embryo_01_nuclei.csv"
-    assert paths.planes == tmp_path / "embryo_01_planes.csv"
-    assert paths.tracks == tmp_path / "embryo_01_tracks.csv"
-    assert paths.workbook == tmp_path / "embryo_01_measurements.xlsx"
-    assert paths.plots == tmp_path / "embryo_01_plots"
-
-
-def test_table_paths_existing_finds_earlier_finished_files_not_partial_ones(tmp_path):
-    paths = TablePaths(tmp_path, "run")
-    assert paths.existing(True) == []
-    (tmp_path / "run_nuclei.csv").write_text("x\n")
-    (tmp_path / "run_planes.csv.partial").write_text("x\n")
-    (tmp_path / "run_tracks.csv").write_text("x\n")
-    (tmp_path / "run_plots").mkdir()
-    (tmp_path / "other_nuclei.csv").write_text("x\n")
-    without = set(paths.existing(False))
-    assert without == {tmp_path / "run_nuclei.csv", tmp_path / "run_plots"}   # .partial: the host's
-    assert set(paths.existing(True)) == without | {tmp_path / "run_tracks.csv"}
-
-
-# ------------------------------------------------------------- tracks.py
-def moving_disc_planes(steps=5, shift=3, label=7):
-    """The nuclei columns of a disc moving ``shift`` px along x per time point."""
-    planes = []
-    for t in range(steps):
-        labels = np.zeros((80, 120), np.uint16)
-        labels[disk((40.3, 30.6 + shift * t), 10, shape=labels.shape)] = label
-        planes.append(measure_plane(labels, [], None, HALF_UM, time_point=t, z=0))
-    return planes
-
-
-def test_disc_moving_3_px_per_time_point_is_one_track_of_6_um():
-    builder = TrackBuilder(HALF_UM)
-    for t, nuclei in enumerate(moving_disc_planes()):
-        assert builder.add_plane(t, 0, nuclei) is None
-    tracks = builder.finish()
-    assert list(tracks) == ["track_id", "z", "first_time_point", "last_time_point", "time_points",
-                            "displacement_um", "path_length_um", "mean_speed_um_per_time_point"]
-    assert tracks["track_id"].tolist() == [7]
-    assert tracks["first_time_point"].tolist() == [0] and tracks["last_time_point"].tolist() == [4]
-    assert tracks["time_points"].tolist() == [5]
-    assert tracks["displacement_um"][0] == pytest.approx(12 * 0.5, rel=1e-9)
-    assert tracks["path_length_um"][0] == pytest.approx(6.0, rel=1e-9)
-    assert tracks["mean_speed_um_per_time_point"][0] == pytest.approx(6.0 / 4, rel=1e-9)
-
-
-def test_speed_per_second_column_only_with_a_time_increment():
-    builder = TrackBuilder(HALF_UM, time_increment_s=30)
-    for t, nuclei in enumerate(moving_disc_planes()):
-        builder.add_plane(t, 0, nuclei)
-    tracks = builder.finish()
-    assert tracks["mean_speed_um_per_s"][0] == pytest.approx(1.5 / 30, rel=1e-9)
-    assert list(tracks)[-1] == "mean_speed_um_per_s"
-
-
-def zigzag_plane(label, x, y):
-    return {"label": np.array([label]), "centroid_x_px": np.array([x]), "centroid_y_px": np.array([y])}
-
-
-def test_zig_zag_path_is_longer_than_its_displacement():
-    builder = TrackBuilder(Calibration(None))
-    for t, (x, y) in enumerate([(0, 0), (3, 4), (6, 0), (9, 4)]):
-        builder.add_plane(t, 0, zigzag_plane(3, x, y))
-    tracks = builder.finish()
-    assert "mean_speed_px_per_s" not in tracks
-    assert tracks["path_length_px"][0] == pytest.approx(15.0, rel=1e-12)          # 3 steps of 5
-    assert tracks["displacement_px"][0] == pytest.approx(math.hypot(9, 4), rel=1e-12)
-    assert tracks["mean_speed_px_per_time_point"][0] == pytest.approx(5.0, rel=1e-12)
-
-
-def test_tracks_of_one_z_are_returned_on_moving_to_the_next_sorted_by_id():
-    builder = TrackBuilder(Calibration(None))
-    for t in range(3):
-        plane = {"label": np.array([5, 2]), "centroid_x_px": np.array([10.0 + t, 50.0]),
-                 "centroid_y_px": np.array([20.0, 60.0 - 2 * t])}
-        assert builder.add_plane(t, 0, plane) is None
-    done = builder.add_plane(0, 1, zigzag_plane(9, 1.0, 1.0))
-    assert done["track_id"].tolist() == [2, 5]
-    assert done["z"].tolist() == [0, 0]
-    assert done["time_points"].tolist() == [3, 3]
-    np.testing.assert_allclose(done["path_length_px"], [4.0, 2.0], rtol=1e-12)
-    last = builder.finish()
-    assert last["track_id"].tolist() == [9] and last["z"].tolist() == [1]
-
-
-def test_single_time_point_track_has_empty_speed():
-    builder = TrackBuilder(Calibration(None), time_increment_s=10)
-    builder.add_plane(4, 0, zigzag_plane(1, 5.0, 5.0))
-    tracks = builder.finish()
-    assert tracks["time_points"].tolist() == [1]
-    assert tracks["displacement_px"][0] == 0 and tracks["path_length_px"][0] == 0
-    assert np.isnan(tracks["mean_speed_px_per_time_point"][0])
-    assert np.isnan(tracks["mean_speed_px_per_s"][0])
-
-
-def test_builder_without_planes_finishes_with_nothing():
-    assert TrackBuilder(HALF_UM).finish() is None
 
 
 def test_run_wide_ids_in_the_billions_are_measured_as_given():

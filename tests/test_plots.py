@@ -10,7 +10,8 @@ import pytest
 from matplotlib.image import imread
 
 from stardist_v4d.analysis.overlay import Overlay, overlay_rgb, plot_overlay
-from stardist_v4d.analysis.plots import (area_histogram, density_bins, density_map, density_maps, make_plots,
+from stardist_v4d.analysis.density import density_bins, density_map, density_maps
+from stardist_v4d.analysis.plots import (area_histogram, make_plots,
                                          plot_nuclei_per_plane, read_planes, table_units)
 
 NUCLEI_HEADER = {
