@@ -53,7 +53,8 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 from stardist.models import StarDist2D
 from stardist_v4d.pipeline.normalization import plane_normalizer
-from stardist_v4d.pipeline.predict import instances, predict_sparse, use_compiled_cnn
+from stardist_v4d.pipeline.predict import instances, predict_sparse
+from stardist_v4d.pipeline.backends.tensorflow_cnn import use_compiled_cnn
 import tifffile
 models, name, stack_path = sys.argv[1:4]
 model = StarDist2D(None, name=name, basedir=models)

@@ -109,7 +109,8 @@ def variant_stages(args) -> dict:
     from stardist_v4d.analysis.measure import Calibration
     from stardist_v4d.pipeline.measuring import measure_instances
     from stardist_v4d.pipeline.normalization import plane_normalizer
-    from stardist_v4d.pipeline.predict import instances, predict_sparse, use_compiled_cnn
+    from stardist_v4d.pipeline.predict import instances, predict_sparse
+    from stardist_v4d.pipeline.backends.tensorflow_cnn import use_compiled_cnn
 
     from costs import cnn_gflop, sgemm_gflops
     from gpu_regime import post_processing_rates

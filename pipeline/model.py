@@ -144,6 +144,24 @@ def _dist_filters(weights) -> int | None:
     return int(kernels[0][-1]) if len(kernels) == 1 else None
 
 
+def weights_file(folder: Path) -> Path | None:
+    """The weights file StarDist will load from a model folder (None for a registered name)."""
+    try:
+        return read_model_folder(folder)[1] if folder.is_dir() else None
+    except ModelError:
+        return None
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256: the weights' identity in run records and in the OpenVINO cache key."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2 ** 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up chatter out of the user's console."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -22,10 +22,11 @@ from . import stream
 from .gpu import configure_gpu
 from .measuring import MeasurePlan, measure_plan, with_run_ids
 from .label_ids import LabelNumbering
-from .model import load_model
+from .backends.engine import choose_engine, load_for
+from .model import sha256_of, weights_file
 from .normalization import non_finite_count, plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
-from .predict import predict_sparse, use_compiled_cnn
+from .predict import predict_sparse
 from .resume import Resume, plane_state, restore_numbering, resume_for
 from .tiling import auto_tiles, needs_blocks, predict_blocks
 from .workers import PendingPool, check_not_bootstrapping, measured, start_pool
@@ -71,31 +72,14 @@ def run_record(config: Config, model_name: str) -> dict[str, str]:
     weights = weights_file(config.model_dir)
     if weights is not None:
         record["model.weights_sha256"] = sha256_of(weights)
-    for package in ("stardist-v4d", "stardist", "csbdeep", "tensorflow", "tensorflow-cpu", "numpy", "tifffile"):
+    for package in ("stardist-v4d", "stardist", "csbdeep", "tensorflow", "tensorflow-cpu", "numpy", "tifffile",
+                    *(("openvino",) if config.backend == "openvino" or config.precision != "fp32" else ())):
         try:
             record[f"version.{package}"] = version(package)
         except PackageNotFoundError:
             pass
     record.update({f"setting.{k}": v for k, v in config.as_record().items()})
     return record
-
-
-def weights_file(folder):
-    """The weights file StarDist will load from a model folder (None for a registered name)."""
-    from .model import ModelError, read_model_folder
-    try:
-        return read_model_folder(folder)[1] if folder.is_dir() else None
-    except ModelError:
-        return None
-
-
-def sha256_of(path) -> str:
-    import hashlib
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(2 ** 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] | None:
@@ -216,9 +200,12 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
              record: dict[str, str], resume: Resume) -> RunSummary:
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
-    configure_gpu(config.gpu_memory_mb, host.log)
-    model = load_model(config.models_dir, config.model_name)
-    use_compiled_cnn(model)
+    engine = choose_engine(config.backend, config.precision, host.log)
+    if engine.backend == "tensorflow":
+        configure_gpu(config.gpu_memory_mb, host.log)
+    model = load_for(engine, config.models_dir, config.model_name, host.log,
+                     blocks=uses_blocks(config, host.dataset_info().plane_shape),
+                     weights_sha256=record.get("model.weights_sha256"))
     if config.normalize == "stack":
         mi, ma = stack_percentiles(lambda t, z: host.read_plane(plan.channel, t, z), steps,
                                    *config.norm_percentiles)

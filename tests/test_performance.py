@@ -18,7 +18,8 @@ import pytest
 from model_factory import make_tiny_model, tiny_models_dir
 from stardist_v4d.config import Config
 from stardist_v4d.host_api.tiff import TiffHost
-from stardist_v4d.pipeline.predict import instances, predict_sparse, use_compiled_cnn
+from stardist_v4d.pipeline.backends.tensorflow_cnn import use_compiled_cnn
+from stardist_v4d.pipeline.predict import instances, predict_sparse
 from stardist_v4d.pipeline.run import run
 from stardist_v4d.pipeline.tiling import auto_tiles, needs_blocks
 from stardist_v4d.training.synthetic import synthetic_nuclei
