@@ -143,6 +143,13 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
         host.log(f"Planes of {info.size_y} x {info.size_x}: {n_tiles[0]} x {n_tiles[1]} tiles "
                  f"to stay within PLANE_MEMORY_MB ({config.plane_memory_mb}).")
     cnn = lambda image: predict_sparse(model, image, prob_thresh, nms_thresh, n_tiles, scale)  # noqa: E731
+    if pending is not None and not pending.wait:         # WORKERS None: never wait for them
+        def switched(done: int) -> None:
+            host.log(f"{pending.n_workers} worker process(es) post-process beside the CNN from plane "
+                     f"{done + 1} on (ready after {pending.ready_after:.1f} s).")
+        yield from stream.switching(steps, read, normalizer, cnn, lambda: pending.poll(host.log), stop,
+                                    depth=pending.n_workers + 2, calibration=calibration, on_switch=switched)
+        return
     pool = None if pending is None else pending.ready(host.log)
     if pool is None:
         yield from stream.sequential(steps, read, stream.in_process(normalizer, cnn, calibration), stop)

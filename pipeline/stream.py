@@ -62,6 +62,31 @@ def in_process(normalizer: Callable[[np.ndarray], np.ndarray],
                                       plane.time_point, plane.z)
 
 
+def switching(steps: Sequence[Step], read: Reader,
+              normalizer: Callable[[np.ndarray], np.ndarray],
+              cnn: Callable[[np.ndarray], SparsePrediction],
+              pool_when_ready: Callable[[], Executor | None], stop: Callable[[], bool],
+              depth: int, calibration: Calibration | None = None,
+              on_switch: Callable[[int], None] = lambda done: None) -> Iterator[Result]:
+    """Sequential until ``pool_when_ready()`` returns a pool, then ``pipelined`` for the rest.
+
+    Why: workers take ~1 s to start; a run that waited for them lost that second on short
+    stacks (and more when the model starts fast, as with a converted network). Asked
+    before each plane, so the switch happens between planes and the order stays.
+    ``on_switch(planes_done)`` is called once, at the switch.
+    """
+    segment = in_process(normalizer, cnn, calibration)
+    for done, (t, z) in enumerate(steps):
+        pool = pool_when_ready()
+        if pool is not None:
+            on_switch(done)
+            yield from pipelined(steps[done:], read, normalizer, cnn, pool, stop, depth, calibration)
+            return
+        if stop():
+            return
+        yield (t, z, *segment(read(t, z)))
+
+
 def pipelined(steps: Sequence[Step], read: Reader,
               normalizer: Callable[[np.ndarray], np.ndarray],
               cnn: Callable[[np.ndarray], SparsePrediction], pool: Executor,
@@ -78,13 +103,16 @@ def pipelined(steps: Sequence[Step], read: Reader,
         return pool.submit(post_process, cnn(normalizer(plane.plane)), plane.channels, calibration,
                            plane.time_point, plane.z)
 
+    def head_done() -> bool:
+        return bool(in_flight) and in_flight[0][2].done() and in_flight[0][2].result().done()
+
     in_flight: deque[tuple[int, int, Future]] = deque()
     try:
         for t, z in steps:
             if stop():
                 return
             in_flight.append((t, z, cnn_thread.submit(cnn_then_post, read(t, z))))
-            if len(in_flight) >= depth:
+            while len(in_flight) >= depth or head_done():      # hand over what is done, in order
                 t0, z0, post = in_flight.popleft()
                 yield (t0, z0, *post.result().result())
         while in_flight:

@@ -189,13 +189,23 @@ def pool_refusal(wanted: int | None, n_planes: int, plane_pixels: int,
 
 
 class PendingPool:
-    """Worker processes starting in the background (while the model loads)."""
+    """Worker processes starting in the background (while the model loads).
 
-    def __init__(self, n_workers: int) -> None:
+    ``wait``: the run waits for them before its first plane (WORKERS set to a number);
+    otherwise (WORKERS None) planes go sequentially until the workers answer
+    (``poll``), so a short run never waits for a pool that it cannot repay.
+    """
+
+    def __init__(self, n_workers: int, wait: bool = True) -> None:
         import multiprocessing
         import threading
+        import time
 
         self.n_workers = n_workers
+        self.wait = wait
+        self.started = time.monotonic()
+        self.ready_after: float | None = None    # seconds the workers took to answer
+        self._failed = False
         # The workers start below, from this thread (one per ``_ready`` job): the
         # parent-death signal is tied to it, so it is only asked for from the main thread.
         main_thread = threading.current_thread() is threading.main_thread()
@@ -205,15 +215,27 @@ class PendingPool:
 
     def ready(self, log: Callable[[str], None]) -> ProcessPoolExecutor | None:
         """The started pool, or None (said in one line) if it could not start."""
+        if self._failed:
+            return None
         try:
             for future in self._warm:
                 future.result(timeout=START_TIMEOUT_S)
         except Exception as error:               # any failure to start means: sequential
             log(f"Worker processes could not start ({type(error).__name__}: {error}); segmenting "
                 "sequentially. A script that calls run() must do so under `if __name__ == \"__main__\":`.")
+            self._failed = True
             self.shutdown()
             return None
+        if self.ready_after is None:
+            import time
+            self.ready_after = time.monotonic() - self.started
         return self.executor
+
+    def poll(self, log: Callable[[str], None]) -> ProcessPoolExecutor | None:
+        """The pool if every worker has answered, else None at once (a failure is said once)."""
+        if self._failed or not all(future.done() for future in self._warm):
+            return None
+        return self.ready(log)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -228,7 +250,7 @@ def start_pool(wanted: int | None, n_planes: int, plane_pixels: int, allowed_by_
             log(refusal)
         return None
     try:
-        return PendingPool(cores() if wanted is None else wanted)
+        return PendingPool(cores() if wanted is None else wanted, wait=wanted is not None)
     except Exception as error:
         log(f"Worker processes could not start ({type(error).__name__}: {error}); segmenting sequentially.")
         return None

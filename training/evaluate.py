@@ -131,6 +131,7 @@ def report(scores: list[Score]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ..config import shipped_models_dir
+    from ..pipeline.backends.engine import BACKENDS, PRECISIONS, choose_engine, load_for
     parser = argparse.ArgumentParser(prog="python -m stardist_v4d eval", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-path", type=Path, default=shipped_models_dir())
     parser.add_argument("--model", default="demo")
@@ -138,12 +139,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of image/mask TIFF pairs, NAME.tif or NAME_img.tif with NAME_mask.tif "
                              f"(default: {DEFAULT_EVAL_DIR}, beside the project; a clone has none, "
                              f"then only {STARDIST_IMAGE}() is scored)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (TensorFlow, exactly StarDist) or bf16 (OpenVINO), as in a run")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="engine of the CNN (default: tensorflow for fp32, openvino for bf16)")
     args = parser.parse_args(argv)
+    if args.backend == "tensorflow" and args.precision != "fp32":
+        print("error: --backend tensorflow runs fp32 only; bf16 runs through OpenVINO (leave --backend out)",
+              file=sys.stderr)
+        return 2
     if args.eval_dir != DEFAULT_EVAL_DIR and not args.eval_dir.is_dir():
         print(f"error: --eval-dir {args.eval_dir} is not a folder; give the folder of image/mask pairs",
               file=sys.stderr)
         return 2
-    from ..pipeline.model import ModelError, load_model, read_model_folder
+    from ..pipeline.model import ModelError, read_model_folder
     folder = args.model_path / args.model
     try:
         if not folder.is_dir():
@@ -158,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(scored_line([name for name, _, _ in pairs], args.eval_dir), flush=True)
-    model = load_model(args.model_path, args.model)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    engine = choose_engine(args.backend, args.precision, log)
+    model = load_for(engine, args.model_path, args.model, log)
+    print(f"CNN: {engine}")
     print(report(score_model(model, pairs)))
     return 0
 
