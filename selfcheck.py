@@ -124,7 +124,16 @@ def check_cpu(cpuinfo: Path = Path("/proc/cpuinfo"), system: str = sys.platform)
     if platform.machine().lower() in ("x86_64", "amd64") and "avx" not in flags:
         return Finding(FAIL, "cpu", f"{detail}; no AVX at all: TensorFlow's pip packages need it and "
                                     "stop with 'Illegal instruction'")
-    return Finding(OK, "cpu", detail)
+    return Finding(OK, "cpu", f"{detail}; {bf16_line()}")
+
+
+def bf16_line() -> str:
+    """Whether PRECISION 'bf16' runs natively here (asked of OpenVINO's CPU plugin)."""
+    import importlib.util
+    if importlib.util.find_spec("openvino") is None:
+        return "PRECISION 'bf16': openvino not installed"
+    from .pipeline.backends.engine import cpu_has_bf16
+    return f"PRECISION 'bf16': {'native (OpenVINO)' if cpu_has_bf16() else 'not native here: runs as fp32'}"
 
 
 def check_gpus(config: Config) -> Finding:

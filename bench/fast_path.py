@@ -10,7 +10,8 @@ The OpenVINO variants run with a warm IR cache (converted once before the rounds
 copy of the model folder), as every run after a model's first does.
 
 Printed per variant: planes/s over the whole process (``--planes`` planes), the ratio to
-the plain loop, start-up seconds (first plane written minus one steady plane), the time
+the plain loop, the marginal planes/s (between the one-plane and the ``--planes`` run: start-up
+cancels out, what a pool's start costs stays in), start-up seconds (first plane written minus one steady plane), the time
 to the first written plane of a one-plane run and its share of the plain loop's, peak
 anonymous memory of the process tree (sampled from here every 50 ms), and the objects'
 agreement with the plain loop's fp32 labels (lowest F1@0.5 over the planes). Then the
@@ -204,28 +205,36 @@ def main() -> None:
         variants = {"plain loop": None, **variants}
     runs: dict[str, list[dict]] = {name: [] for name in variants}
     firsts: dict[str, list[float]] = {name: [] for name in variants}
+    ones: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {name: args.cache / f"fast_{i}.ome.tif" for i, name in enumerate(variants)}
     for round_ in range(args.rounds):
         for name, flags in variants.items():
             runs[name].append(timed_process(command_for(flags, args, outputs[name], args.planes)))
             one = timed_process(command_for(flags, args, args.cache / "one.ome.tif", 1))
             firsts[name].append(one["written"][0])
+            ones[name].append(one["total_s"])
             print(f"round {round_ + 1}: {name}: {runs[name][-1]['total_s']:.1f} s, "
                   f"first plane {firsts[name][-1]:.1f} s", file=sys.stderr, flush=True)
     reference = labels_of(outputs["plain loop"])
     plain_rate = args.planes / statistics.median(r["total_s"] for r in runs["plain loop"])
     plain_first = statistics.median(firsts["plain loop"])
+
+    def marginal(name: str) -> float:        # planes/s between the 1-plane and the N-plane run
+        return (args.planes - 1) / (statistics.median(r["total_s"] for r in runs[name])
+                                    - statistics.median(ones[name]))
+    plain_marginal = marginal("plain loop")
     print(f"{args.planes} crowded {args.size}x{args.size} planes, medians of {args.rounds} rounds, "
           f"{os.cpu_count()} cores")
-    print(f"{'variant':28s} {'planes/s':>8s} {'ratio':>6s} {'start s':>8s} {'1st plane s':>11s} "
-          f"{'vs plain':>8s} {'peak MB':>8s} {'F1 vs fp32':>10s}")
+    print(f"{'variant':28s} {'planes/s':>8s} {'ratio':>6s} {'marginal':>8s} {'ratio':>6s} {'start s':>8s} "
+          f"{'1st plane s':>11s} {'vs plain':>8s} {'peak MB':>8s} {'F1 vs fp32':>10s}")
     for name in variants:
         rate = args.planes / statistics.median(r["total_s"] for r in runs[name])
         start = statistics.median(startup_s(r["written"]) for r in runs[name])
         first = statistics.median(firsts[name])
         peak = max(r["peak_mb"] for r in runs[name])
         f1 = agreement(reference, labels_of(outputs[name]))
-        print(f"{name:28s} {rate:8.3f} {rate / plain_rate:5.2f}x {start:8.1f} {first:11.1f} "
+        print(f"{name:28s} {rate:8.3f} {rate / plain_rate:5.2f}x {marginal(name):8.3f} "
+              f"{marginal(name) / plain_marginal:5.2f}x {start:8.1f} {first:11.1f} "
               f"{first / plain_first:7.0%} {peak:8.0f} {f1:10.4f}")
     rates = cnn_rates(args)
     print(f"\nCNN alone, one {args.size}x{args.size} plane ({rates['gflop']:.0f} GFLOP); machine: numpy fp32 "

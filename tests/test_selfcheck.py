@@ -148,10 +148,18 @@ def test_cpu_instruction_sets_from_proc_cpuinfo_and_unknown_elsewhere(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\nprocessor\t: 1\n")
     linux = selfcheck.check_cpu(cpuinfo, "linux")
-    assert linux.status == OK and linux.detail.endswith("AVX2 yes, FMA yes, AVX512F yes, AVX512_BF16 no")
+    assert linux.status == OK and "AVX2 yes, FMA yes, AVX512F yes, AVX512_BF16 no; PRECISION 'bf16': " in linux.detail
     assert linux.detail.startswith(f"{cores()} cores")
     mac = selfcheck.check_cpu(cpuinfo, "darwin")
     assert mac.status == OK and "instruction sets unknown" in mac.detail
+
+
+def test_cpu_line_says_whether_bf16_is_native(monkeypatch):
+    from stardist_v4d.pipeline.backends import engine
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    assert selfcheck.bf16_line() == "PRECISION 'bf16': not native here: runs as fp32"
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
+    assert selfcheck.bf16_line() == "PRECISION 'bf16': native (OpenVINO)"
 
 
 def test_missing_package_is_a_failure_naming_it():
