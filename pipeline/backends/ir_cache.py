@@ -68,7 +68,10 @@ def cache_roots(model_folder: Path) -> list[Path]:
 
 
 def _writable(folder: Path) -> bool:
-    probe = folder if folder.exists() else folder.parent
+    """``folder`` can be made (its first existing ancestor is a writable folder) or written."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
