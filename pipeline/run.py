@@ -22,7 +22,7 @@ from . import stream
 from .gpu import configure_gpu
 from .measuring import MeasurePlan, measure_plan, with_run_ids
 from .label_ids import LabelNumbering
-from .backends.engine import choose_engine, load_for
+from .backends.engine import choose_engine, load_for, load_kept
 from .model import sha256_of, weights_file
 from .normalization import non_finite_count, plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
@@ -178,8 +178,12 @@ def nuclei_from(details: dict, run_ids: dict[int, int],
             for k in range(len(coords)) if k + 1 in run_ids]
 
 
-def run(config: Config, host: Host) -> RunSummary:
-    """Segment every planned plane of ``host`` into a new label channel."""
+def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
+    """Segment every planned plane of ``host`` into a new label channel.
+
+    ``keep_model``: load the model once per process and keep it for later runs
+    (``segment`` in a notebook); by default it is released with the run.
+    """
     check_not_bootstrapping()
     started = time.monotonic()
     plan = plan_for(config, host)
@@ -196,7 +200,7 @@ def run(config: Config, host: Host) -> RunSummary:
         config.workers, len(resume.left(steps)), info.size_y * info.size_x,
         host.allows_worker_processes(), host.log)
     try:
-        return _segment(config, host, plan, summary, pending, started, measuring, record, resume)
+        return _segment(config, host, plan, summary, pending, started, measuring, record, resume, keep_model)
     finally:
         if pending is not None:
             pending.shutdown()
@@ -204,13 +208,13 @@ def run(config: Config, host: Host) -> RunSummary:
 
 def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
              pending: PendingPool | None, started: float, measuring: MeasurePlan | None,
-             record: dict[str, str], resume: Resume) -> RunSummary:
+             record: dict[str, str], resume: Resume, keep_model: bool = False) -> RunSummary:
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
     engine = choose_engine(config.backend, config.precision, host.log)
     if engine.backend == "tensorflow":
         configure_gpu(config.gpu_memory_mb, host.log)
-    model = load_for(engine, config.models_dir, config.model_name, host.log,
+    model = (load_kept if keep_model else load_for)(engine, config.models_dir, config.model_name, host.log,
                      blocks=uses_blocks(config, host.dataset_info().plane_shape),
                      weights_sha256=record.get("model.weights_sha256"))
     if config.normalize == "stack":

@@ -101,7 +101,7 @@ def segment(folder: Path, stack: np.ndarray, models: Path, name: str, **settings
 # ------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
-    """Models folder with "tiny" (converted by ``tiny_ir``; never damaged: tests copy it)."""
+    """Models folder with "tiny" (converted by ``tiny_conversion``; never changed: tests copy it)."""
     return tiny_models_dir(tmp_path_factory, SIZE)
 
 
@@ -112,14 +112,20 @@ def tiny_tf(tiny_models):
 
 
 @pytest.fixture(scope="module")
-def tiny_ir(tiny_models) -> ir_cache.CachedIR:
-    """The tiny model converted once (its cache entry)."""
-    logs = Logs()
-    load_for(OPENVINO_FP32, tiny_models, "tiny", logs)
-    assert logs.count("Converting") == 1, logs
+def tiny_conversion(tiny_models) -> tuple[Logs, Logs]:
+    """The tiny model converted once: the lines of its first load_for and of a second one."""
+    first, second = Logs(), Logs()
+    converted = load_for(OPENVINO_FP32, tiny_models, "tiny", first)
+    model = load_for(OPENVINO_FP32, tiny_models, "tiny", second)
+    assert type(converted).__name__ == "StarDist2D" and isinstance(model, SparseStarDist2D)
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def tiny_ir(tiny_models, tiny_conversion) -> ir_cache.CachedIR:
+    """The tiny model's cache entry."""
     folder = tiny_models / "tiny"
-    from stardist_v4d.pipeline.backends.openvino_cnn import openvino_version
-    cached = ir_cache.find(folder, sha256_of(folder / "weights_best.h5"), openvino_version(), print)
+    cached = ir_cache.find(folder, sha256_of(folder / "weights_best.h5"), _ov_version(), print)
     assert cached is not None
     return cached
 
@@ -192,12 +198,10 @@ def test_sparse_model_thresholds_come_from_thresholds_json(tmp_path, tiny_models
     written = json.loads((folder / "thresholds.json").read_text())
     assert (sparse.thresholds.prob, sparse.thresholds.nms) == (written["prob"], written["nms"])
     assert (sparse.thresholds.prob, sparse.thresholds.nms) == (tiny_tf.thresholds.prob, tiny_tf.thresholds.nms)
-    (folder / "thresholds.json").write_text(json.dumps({"prob": 0.61, "nms": 0.27}))
-    try:                                            # read when built, not remembered
-        changed = SparseStarDist2D(folder, read_model_folder(folder)[0], tiny_tf.keras_model, (22, 22), (4, 4))
-    finally:
-        (folder / "thresholds.json").write_text(json.dumps(written))
-    assert (changed.thresholds.prob, changed.thresholds.nms) == (0.61, 0.27)
+    changed = copy_model(folder, tmp_path, "changed")
+    (changed / "thresholds.json").write_text(json.dumps({"prob": 0.61, "nms": 0.27}))
+    other = SparseStarDist2D(changed, read_model_folder(changed)[0], tiny_tf.keras_model, (22, 22), (4, 4))
+    assert (other.thresholds.prob, other.thresholds.nms) == (0.61, 0.27)
     bare = copy_model(folder, tmp_path, "bare")
     (bare / "thresholds.json").unlink()             # StarDist's own defaults then
     without = SparseStarDist2D(bare, read_model_folder(bare)[0], tiny_tf.keras_model, (22, 22), (4, 4))
@@ -251,17 +255,16 @@ def test_default_run_converts_nothing(tmp_path, tiny_models, tiny_stack, tiny_fp
 
 
 # ---------------------------------------------------------------------- 5. the IR cache
-def test_conversion_happens_once_then_the_entry_is_reused(tmp_path, tiny_models):
-    folder = copy_model(tiny_models / "tiny", tmp_path)
-    first, second = Logs(), Logs()
-    load_for(OPENVINO_FP32, tmp_path, "tiny", first)
-    model = load_for(OPENVINO_FP32, tmp_path, "tiny", second)
+def test_conversion_happens_once_then_the_entry_is_reused(tiny_models, tiny_conversion):
+    first, second = tiny_conversion
+    folder = tiny_models / "tiny"
     assert first.count("Converting") == 1 and second.count("Converting") == 0
-    assert isinstance(model, SparseStarDist2D)
     [name] = entries(folder)
     assert name == ir_cache.entry_name(sha256_of(folder / "weights_best.h5"), _ov_version())
-    assert {p.name for p in (folder / ".openvino" / name).iterdir()} >= {"model.xml", "model.bin", "stardist.json"}
-    assert second.count(str(folder / ".openvino" / name)) == 1
+    assert {p.name for p in (folder / ".openvino" / name).iterdir()} == {"model.xml", "model.bin", "stardist.json"}
+    assert first.count(f"CNN: OpenVINO fp32 (converted network from {folder / '.openvino' / name})") == 1
+    assert second.count(f"CNN: OpenVINO fp32 (converted network from {folder / '.openvino' / name})") == 1
+    assert len(second) == 1                              # nothing else said on a warm load
 
 
 def _ov_version() -> str:
@@ -331,14 +334,14 @@ def test_a_damaged_entry_is_said_once_and_rebuilt(tmp_path, tiny_models, tiny_ir
         (entry / "stardist.json").write_text('{"layout": 1, "weights_')
     summary, labels, lines = segment(tmp_path / "run", tiny_stack, tmp_path / "models", "tiny",
                                      backend="openvino")
-    assert lines.count("damaged") == 1, lines
+    assert lines.count(" is damaged (") == 1, lines
     assert lines.count("Converting") == 1 and lines.count("CNN: OpenVINO fp32") == 1
     assert summary.total_nuclei > 0 and labels.max() > 0
     rebuilt = ir_cache.read_entry(entry, sha256_of(folder / "weights_best.h5"))     # usable again
     assert rebuilt.outputs == tiny_ir.outputs
     logs = Logs()
     assert isinstance(load_for(OPENVINO_FP32, tmp_path / "models", "tiny", logs), SparseStarDist2D)
-    assert not logs.count("damaged") and not logs.count("Converting")
+    assert not logs.count(" is damaged (") and not logs.count("Converting")
 
 
 def test_an_unwritable_model_folder_puts_the_entry_in_the_user_cache(tmp_path, tiny_models, monkeypatch):
@@ -365,7 +368,7 @@ def test_a_cpu_without_bf16_runs_fp32_with_one_line(tmp_path, tiny_models, tiny_
     monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(engine, "gpu_present", lambda: False)
     _, labels, lines = segment(tmp_path, tiny_stack, tiny_models, "tiny", precision="bf16")
-    assert lines.count("no bf16") == 1, lines
+    assert lines.count("This CPU has no bf16 instructions") == 1, lines
     assert not lines.count("OpenVINO bf16") and not lines.count("CNN: OpenVINO")
     np.testing.assert_array_equal(labels, tiny_fp32_labels)
     logs = Logs()

@@ -108,6 +108,36 @@ def load_for(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool
     return model
 
 
+#: Models kept for later calls in this process (``segment`` from a notebook): key -> model.
+_KEPT: dict[tuple, object] = {}
+
+
+def load_kept(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool = False,
+              weights_sha256: str | None = None):
+    """``load_for``, loaded once per process and kept for later calls with the same model.
+
+    The key holds the weights' hash, so a model folder whose weights changed loads again.
+    ``release_models()`` drops them.
+    """
+    key = (engine, str(Path(models_dir).resolve()), name, blocks, weights_sha256)
+    if key not in _KEPT:
+        _KEPT[key] = load_for(engine, models_dir, name, log, blocks, weights_sha256)
+    return _KEPT[key]
+
+
+def release_models() -> int:
+    """Forget the kept models (and TensorFlow's graphs of them); returns how many there were."""
+    import gc
+    import sys
+
+    count = len(_KEPT)
+    _KEPT.clear()
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
+    return count
+
+
 def _sparse_model(folder: Path, cached, precision: str):
     from .openvino_cnn import OpenVINOCNN
     from .sparse_model import SparseStarDist2D
