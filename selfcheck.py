@@ -139,10 +139,10 @@ def bf16_line() -> str:
 def check_gpus(config: Config) -> Finding:
     """GPUs TensorFlow sees, set up as a run sets them up (``GPU_MEMORY_MB``)."""
     from .pipeline.gpu import configure_gpu
-    from .pipeline.model import quiet_tensorflow
+    from .pipeline.model import tensorflow_chatter_filtered
 
-    quiet_tensorflow()
-    import tensorflow as tf
+    with tensorflow_chatter_filtered():
+        import tensorflow as tf
 
     notes: list[str] = []
     names = configure_gpu(config.gpu_memory_mb, notes.append)

@@ -10,7 +10,9 @@ from typing import Callable
 
 def configure_gpu(memory_mb: int | None, log: Callable[[str], None]) -> list[str]:
     """Names of visible GPUs; each set to grow as needed, or capped at ``memory_mb``."""
-    import tensorflow as tf
+    from .model import tensorflow_chatter_filtered
+    with tensorflow_chatter_filtered():
+        import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:

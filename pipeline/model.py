@@ -6,9 +6,12 @@ data only, nothing in it is executed. TensorFlow is imported here, late.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 
@@ -167,13 +170,52 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+#: What TensorFlow writes to stderr while it starts, whatever TF_CPP_MIN_LOG_LEVEL says: on
+#: Intel CPUs (oneDNN on) its C++ logging prints INFO lines before absl is initialized.
+TF_CHATTER = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+              "This TensorFlow binary is optimized", "To enable the following instructions",
+              "rebuild TensorFlow with the appropriate compiler flags", "Unable to register cu")
+
+
+@contextlib.contextmanager
+def tensorflow_chatter_filtered():
+    """Catch stderr (the file descriptor: TensorFlow's C++ writes there) while TensorFlow
+    starts; afterwards every line that is not ``TF_CHATTER`` is written out again.
+
+    Where stderr has no descriptor (an embedded interpreter), nothing is caught.
+    """
+    quiet_tensorflow()
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines()
+                    if line.strip() and not any(words in line for words in TF_CHATTER)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
 def load_model(models_dir: Path, name: str):
     """A ready ``StarDist2D`` from ``models_dir / name``, or a registered pretrained name.
 
     What only TensorFlow finds (a config.json whose network does not fit the weights) is
     one ``ModelError`` line too, naming the setting and the folder.
     """
-    quiet_tensorflow()
+    with tensorflow_chatter_filtered():
+        return _load_model(models_dir, name)
+
+
+def _load_model(models_dir: Path, name: str):
     from stardist.models import StarDist2D
 
     folder = Path(models_dir) / name

@@ -201,7 +201,7 @@ def test_a_disk_too_small_fails_at_once_naming_the_need(tmp_path, models_dir, mo
     config = Config(model2d_path=models_dir, model_name="tiny", input_path=source,
                     output_path=tmp_path / "out.ome.tif", current_time_point=False, workers=0)
     loaded = []
-    monkeypatch.setattr("stardist_v4d.pipeline.run.load_model", lambda *a: loaded.append(1))
+    monkeypatch.setattr("stardist_v4d.pipeline.run.load_for", lambda *a, **k: loaded.append(1))
     with pytest.raises(HostError, match=r"The output needs 1\.\d MB, 0\.5 MB free on "):
         with TiffHost(source, config.output_path, show_progress=False) as host:
             run(config, host)

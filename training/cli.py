@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 from pathlib import Path
 
@@ -173,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     if base is not None:
         log(f"Fine-tuning {base.folder.name} ({base.weights}), learning rate {settings.learning_rate:g}.")
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # keep TensorFlow's start-up chatter out
-    from .train import StartWeightsError, train_model       # loads TensorFlow only when training starts
+    from ..pipeline.model import tensorflow_chatter_filtered
+    with tensorflow_chatter_filtered():                     # TensorFlow starts only when training does
+        from .train import StartWeightsError, train_model
 
     created = not args.out.exists()
     if not created:

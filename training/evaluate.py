@@ -170,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda line: print(line, flush=True)  # noqa: E731
     engine = choose_engine(args.backend, args.precision, log)
     model = load_for(engine, args.model_path, args.model, log)
-    print(f"CNN: {engine}")
     print(report(score_model(model, pairs)))
     return 0
 

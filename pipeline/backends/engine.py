@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..model import load_model, read_model_folder, sha256_of, weights_file
+from .. import model as model_folders            # model_folders.load_model: patchable in tests
+from ..model import read_model_folder, sha256_of, weights_file
 
 PRECISIONS = ("fp32", "bf16")
 BACKENDS = ("tensorflow", "openvino")
@@ -76,7 +77,7 @@ def load_for(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool
     from .tensorflow_cnn import use_compiled_cnn
 
     if engine.backend == "tensorflow":
-        model = load_model(models_dir, name)
+        model = model_folders.load_model(models_dir, name)
         use_compiled_cnn(model)
         return model
     from . import ir_cache
@@ -90,7 +91,7 @@ def load_for(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool
         if cached is not None and not blocks:
             log(f"CNN: {engine} (converted network from {cached.folder}).")
             return _sparse_model(folder, cached, engine.precision)
-    model = load_model(models_dir, name)        # TensorFlow: to convert, for blocks, or a registered name
+    model = model_folders.load_model(models_dir, name)   # TensorFlow: to convert, for blocks, or a registered name
     if weights is None:                         # a registered name: StarDist's own download folder
         folder = Path(model.logdir)
         weights_sha256 = sha256_of(weights_file(folder))
