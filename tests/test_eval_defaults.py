@@ -55,7 +55,7 @@ def test_missing_default_folder_is_said_in_one_line(tmp_path, monkeypatch, capsy
     missing = tmp_path / "shared" / "eval"
     monkeypatch.setattr(evaluate, "DEFAULT_EVAL_DIR", missing)
     truth = test_image_nuclei_2d(return_mask=True)[1]
-    monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for", lambda *a, **k: TruthModel([truth]))
+    monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for", lambda *args, **kwargs: TruthModel([truth]))
     assert evaluate.main(["--model-path", str(shipped_models_dir()), "--model", "demo"]) == 0
     first, header, *rows = capsys.readouterr().out.splitlines()
     assert first.startswith("Scoring 1 image: stardist.data.test_image_nuclei_2d() (ships with stardist).")
@@ -69,7 +69,7 @@ def test_eval_dir_names_the_images_it_scores(tmp_path, monkeypatch, capsys):
     _, a = write_pair(tmp_path, "a_img.tif", "a_mask.tif", 0)
     _, b = write_pair(tmp_path, "b.tif", "b_mask.tif", 1)
     truth = test_image_nuclei_2d(return_mask=True)[1]
-    monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for", lambda *a, **k: TruthModel([a, b, truth]))
+    monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for", lambda *args, **kwargs: TruthModel([a, b, truth]))
     assert evaluate.main(["--eval-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"Scoring 3 images: 2 from {tmp_path} (a_img, b) + "
