@@ -15,6 +15,7 @@ commands:
   run     segment nuclei in a TIFF stack (the flags of stardist_2d.py; none = the demo)
   measure measure existing labels (e.g. edited in Fiji) on an image: tables, Excel, plots
   check   check the installation, the model and the settings (run's flags); writes nothing
+  convert convert a TIFF stack to OME-Zarr plane by plane (for runs on a cluster)
 
 'python -m stardist_v4d <command> --help' describes a command; 'python stardist_2d.py
 <command> ...' and the installed 'stardist-2d <command> ...' do the same."""
@@ -46,7 +47,13 @@ def _eval(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"train": _train, "run": _run, "eval": _eval, "measure": _measure, "check": _check}
+def _convert(argv: list[str]) -> int:
+    from .convert import main
+    return main(argv)
+
+
+COMMANDS = {"train": _train, "run": _run, "eval": _eval, "measure": _measure, "check": _check,
+            "convert": _convert}
 
 
 def main(argv: list[str] | None = None) -> int:

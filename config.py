@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .host_api.ome_zarr import is_zarr_path, zarr_stem
 from .host_api.tiff_metadata import tiff_stem
 from .pipeline.backends.engine import BACKENDS, PRECISIONS
 from .pipeline.label_ids import LABEL_ID_MODES
@@ -297,8 +298,10 @@ def _check_time_point_pair(config: Config, constants: Mapping[str, Any], overrid
 
 def _with_default_output(config: Config) -> Config:
     if config.input_path is not None and config.output_path is None:
-        name = tiff_stem(Path(config.input_path).name)
-        return replace(config, output_path=Path(config.input_path).with_name(name + "_stardist.ome.tif"))
+        source = Path(config.input_path)
+        if is_zarr_path(source):
+            return replace(config, output_path=source.with_name(zarr_stem(source.name) + "_stardist.ome.zarr"))
+        return replace(config, output_path=source.with_name(tiff_stem(source.name) + "_stardist.ome.tif"))
     return config
 
 
@@ -412,6 +415,9 @@ def _check_files(config: Config) -> None:
     if config.input_path is None:
         return
     source, target = Path(config.input_path), Path(config.output_path)
+    if is_zarr_path(source):
+        _check_zarr_files(config, source, target)
+        return
     if not source.is_file():
         raise _fail("INPUT", str(source), "is a folder; give one TIFF file (.tif, .tiff, .ome.tif), not the folder"
                     if source.is_dir() else "no such file; give a TIFF stack (.tif, .tiff, .ome.tif)")
@@ -419,6 +425,21 @@ def _check_files(config: Config) -> None:
         raise _fail("OUTPUT", str(target), "is the input file; the input is never modified, choose another name")
     if target.suffix.lower() not in (".tif", ".tiff"):
         raise _fail("OUTPUT", str(target), "must end in .tif or .tiff (an OME-TIFF is written)")
+    if not target.parent.is_dir():
+        raise _fail("OUTPUT", str(target), f"folder {target.parent} does not exist")
+    if target.exists() and not config.overwrite:
+        raise _fail("OUTPUT", str(target), "exists already; choose another name or set OVERWRITE (--overwrite)")
+
+
+def _check_zarr_files(config: Config, source: Path, target: Path) -> None:
+    """An OME-Zarr input is a folder; its labels go to a new OME-Zarr store."""
+    if not source.is_dir():
+        raise _fail("INPUT", str(source), "no such OME-Zarr folder")
+    if not is_zarr_path(target):
+        raise _fail("OUTPUT", str(target), "must end in .ome.zarr or .zarr for an OME-Zarr input "
+                    "(the labels go to a new OME-Zarr store)")
+    if source.resolve() == target.resolve():
+        raise _fail("OUTPUT", str(target), "is the input; the input is never written, choose another name")
     if not target.parent.is_dir():
         raise _fail("OUTPUT", str(target), f"folder {target.parent} does not exist")
     if target.exists() and not config.overwrite:

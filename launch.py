@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .config import Config, ConfigError, build_config, build_parser, default_prog
 from .host_api.base import Host, HostError
+from .host_api.ome_zarr import is_zarr_path
 from .pipeline.model import quiet_tensorflow
 
 DEMO_DIR = "demo_output"
@@ -91,9 +92,18 @@ def run_headless(settings: Mapping[str, Any], argv: Sequence[str], prog: str | N
         print(describe_run(config), flush=True)    # before TensorFlow's seconds of silence
         quiet_tensorflow()                          # its start-up chatter would bury a one-line error
 
-        from .host_api.tiff import TiffHost
         from .pipeline.run import run
 
+        if config.input_path is not None and is_zarr_path(config.input_path):
+            from .host_api.ome_zarr import OmeZarrHost
+            host = OmeZarrHost(config.input_path, config.output_path, overwrite=config.overwrite,
+                               time_point=config.time_point)
+            try:
+                summary = run(config, host)
+            finally:
+                host.close()
+            return 0 if summary.completed else 1
+        from .host_api.tiff import TiffHost
         with TiffHost(config.input_path, config.output_path, overwrite=config.overwrite,
                       time_point=config.time_point) as host:
             summary = run(config, host)

@@ -1,0 +1,223 @@
+"""OME-Zarr (NGFF) images as a host: level 0 read plane by plane, labels into a new store.
+
+Input: an OME-Zarr image (NGFF 0.4 or 0.5, as ``ome-zarr`` reads them): axes, channel names
+and the physical scale come from its metadata (``ome_zarr.reader``); planes are read from
+level 0 of the multiscale image with ``zarr``, opened read-only, so its arrays are never
+written. Output: a *new* store (default ``NAME_stardist.ome.zarr`` beside the input), NGFF
+0.4 in zarr format 2 (what napari-ome-zarr and Fiji's N5/Zarr reader open), axes t, z, y,
+x with the input's scale, one chunk per (t, z) plane, so writers of different planes
+(Dask workers) never touch the same chunk, and ``image-label`` metadata so viewers show
+it as labels. Why a new store rather than the input's ``labels/`` group: the input stays
+untouched and read-only (it may be on a shared, read-only volume); the store is
+self-contained and can be moved beside the input's ``labels/`` by hand.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
+
+ZARR_SUFFIXES = (".ome.zarr", ".zarr")
+MICROMETRES = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6, "angstrom": 1e-4}
+SECONDS = {"second": 1.0, "millisecond": 1e-3, "minute": 60.0, "hour": 3600.0}
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    return str(path).lower().rstrip("/").endswith(ZARR_SUFFIXES)
+
+
+def zarr_stem(name: str) -> str:
+    lower = name.lower().rstrip("/")
+    for suffix in ZARR_SUFFIXES:
+        if lower.endswith(suffix):
+            return name.rstrip("/")[: -len(suffix)]
+    return name
+
+
+class OmeZarrImage:
+    """Level 0 of an OME-Zarr image, read plane by plane (``read_plane``), and its metadata."""
+
+    def __init__(self, path: str | Path, time_point: int = 0) -> None:
+        import zarr
+
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise HostError(f"Input {self.path}: no such OME-Zarr folder")
+        try:
+            meta = image_metadata(self.path)
+        except HostError:
+            raise
+        except Exception as error:
+            raise HostError(f"Input {self.path}: not a readable OME-Zarr image ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:150]})") from None
+        self.axes = "".join(axis["name"].upper() for axis in meta["axes"])
+        if not {"Y", "X"} <= set(self.axes) or set(self.axes) - set("TCZYX"):
+            raise HostError(f"Input {self.path}: axes {self.axes!r}; OME-Zarr images with t, c, z, y, x are read")
+        self.array = zarr.open_array(str(self.path / meta["path"]), mode="r")
+        sizes = dict(zip(self.axes, self.array.shape))
+        scale = dict(zip(self.axes, meta["scale"]))
+        units = {axis["name"].upper(): axis.get("unit") for axis in meta["axes"]}
+
+        def micrometres(axis: str) -> float | None:
+            factor = MICROMETRES.get(units.get(axis) or "")
+            return None if axis not in scale or factor is None else float(scale[axis]) * factor
+        step = SECONDS.get(units.get("T") or "")
+        size_c = sizes.get("C", 1)
+        names = tuple(meta.get("channel_names") or ())
+        self.info = DatasetInfo(
+            size_t=sizes.get("T", 1), size_z=sizes.get("Z", 1), size_c=size_c, size_y=sizes["Y"],
+            size_x=sizes["X"], dtype=np.dtype(self.array.dtype),
+            channel_names=names if len(names) == size_c else tuple(f"Channel {c + 1}" for c in range(size_c)),
+            pixel_size_um=(micrometres("X"), micrometres("Y"), micrometres("Z")),
+            active_time_point=time_point, source=str(self.path),
+            time_increment_s=None if step is None or "T" not in scale else float(scale["T"]) * step)
+
+    def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
+        where = {"T": time_point, "Z": z, "C": channel}
+        index = tuple(slice(None) if axis in "YX" else where[axis] for axis in self.axes)
+        plane = np.asarray(self.array[index])
+        return plane.T if self.axes.index("Y") > self.axes.index("X") else plane
+
+
+def image_metadata(path: Path) -> dict:
+    """Axes, level-0 path and scale, channel names of an OME-Zarr image (``ome_zarr.reader``)."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)     # its format probing is not news
+    location = parse_url(str(path), mode="r")
+    if location is None:
+        raise HostError(f"Input {path}: not an OME-Zarr image (no .zattrs / zarr.json)")
+    nodes = [node for node in Reader(location)() if node.load(Multiscales) is not None]
+    if not nodes:
+        raise HostError(f"Input {path}: holds no multiscale image (NGFF 'multiscales' metadata)")
+    meta = nodes[0].metadata
+    multiscales = nodes[0].load(Multiscales)
+    transforms = (meta.get("coordinateTransformations") or [[]])[0]
+    scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), [1.0] * len(meta["axes"]))
+    return dict(axes=meta["axes"], path=multiscales.datasets[0], scale=scale,
+                channel_names=meta.get("channel_names"))
+
+
+def labels_metadata(scale_um: tuple[float | None, float | None, float | None],
+                    time_increment_s: float | None) -> tuple[list[dict], list[float]]:
+    """NGFF axes t, z, y, x and the level-0 scale of a label store."""
+    x, y, z = scale_um
+    axes = [{"name": "t", "type": "time", **({"unit": "second"} if time_increment_s else {})}]
+    for name, size in (("z", z), ("y", y), ("x", x)):
+        axes.append({"name": name, "type": "space", **({"unit": "micrometer"} if size else {})})
+    return axes, [float(time_increment_s or 1.0), float(z or 1.0), float(y or 1.0), float(x or 1.0)]
+
+
+def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.dtype,
+                        scale_um, time_increment_s, description: Mapping[str, str] | None = None):
+    """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its array."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=shape, chunks=(1, 1, *shape[2:]), dtype=dtype, fill_value=0)
+    axes, scale = labels_metadata(scale_um, time_increment_s)
+    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": scale}]}], fmt=FormatV04(), axes=axes, name=path.name)
+    group.attrs["image-label"] = {"version": "0.4", "source": {"image": "../"}}
+    if description:
+        group.attrs["stardist_v4d"] = dict(description)
+    return array
+
+
+class OmeZarrHost(Host):
+    """An OME-Zarr image in, a new OME-Zarr label store out (see the module's docstring)."""
+
+    def __init__(self, input_path: str | Path, output_path: str | Path, *, overwrite: bool = False,
+                 time_point: int = 0, show_progress: bool = True) -> None:
+        self.input_path, self.output_path = Path(input_path), Path(output_path)
+        if self.output_path.resolve() == self.input_path.resolve():
+            raise HostError(f"Output {self.output_path} is the input; the input is never written")
+        if self.output_path.exists() and not overwrite:
+            raise HostError(f"Output {self.output_path} exists already; use --overwrite to replace it")
+        self._image = OmeZarrImage(self.input_path, time_point)
+        self._overwrite, self._show_progress = overwrite, show_progress
+        from .output_lock import OutputLock
+        self._lock = OutputLock(self.output_path)
+        self._lock.acquire()
+        self._labels = None
+        self._rois = None                   # imagej_rois.RoiSidecar, made with the first outlines
+        self._bar = None
+
+    def dataset_info(self) -> DatasetInfo:
+        return self._image.info
+
+    def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
+        return self._image.read_plane(channel, time_point, z)
+
+    def add_channel(self, name: str, dtype: np.dtype,
+                    description: Mapping[str, str] | None = None) -> OutputTarget:
+        info = self._image.info
+        if self.output_path.exists():
+            shutil.rmtree(self.output_path)
+        self._labels = create_labels_store(self.output_path, (info.size_t, info.size_z, info.size_y, info.size_x),
+                                           np.dtype(dtype), info.pixel_size_um, info.time_increment_s,
+                                           {**(description or {}), "channel": name})
+        return OutputTarget(location=str(self.output_path), channel=info.size_c)
+
+    def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:
+        self._labels[time_point, z] = labels
+
+    def read_output_plane(self, time_point: int, z: int) -> np.ndarray:
+        return np.asarray(self._labels[time_point, z])
+
+    def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
+        if self._rois is None:           # out.ome.zarr -> out_rois.zip, as beside a TIFF output
+            from .imagej_rois import RoiSidecar
+            path = self.output_path.with_name(zarr_stem(self.output_path.name) + "_rois.zip")
+            self._rois = RoiSidecar(path, self._image.info.size_c)
+        self._rois.append(time_point, z, nuclei, tag)
+
+    def measurements_place(self) -> tuple[Path, str] | None:
+        return self.output_path.parent, zarr_stem(self.output_path.name)
+
+    def report_progress(self, done: int, total: int) -> None:
+        if not self._show_progress:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, unit="plane", desc="segmenting")
+        self._bar.n = done
+        self._bar.refresh()
+
+    def log(self, message: str) -> None:
+        if self._bar is not None:
+            from tqdm import tqdm
+            tqdm.write(message)
+        else:
+            print(message, flush=True)
+
+    def finish(self, completed: bool) -> OutputTarget:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        notes = []
+        if self._rois is not None:
+            zipped = self._rois.finish(completed, keep_parts=False)
+            if zipped is not None:
+                notes.append(f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {zipped}")
+        self._lock.release()
+        return OutputTarget(location=str(self.output_path), channel=self._image.info.size_c,
+                            complete=completed, notes=notes)
+
+    def close(self) -> None:
+        self._lock.release()
+
+
+def store_description(path: Path) -> dict:
+    """The run record a label store carries (``stardist_v4d`` attribute), for tests and tools."""
+    attrs = json.loads((Path(path) / ".zattrs").read_text())
+    return attrs.get("stardist_v4d", {})

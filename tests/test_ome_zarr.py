@@ -1,0 +1,125 @@
+"""OME-Zarr in and out: ``convert`` round-trips exactly; labels equal the TIFF route's."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ome_zarr")
+
+from conftest import write_stack  # noqa: E402
+from model_factory import tiny_models_dir  # noqa: E402
+from stardist_v4d.config import Config, ConfigError, build_config  # noqa: E402
+from stardist_v4d.convert import convert  # noqa: E402
+from stardist_v4d.host_api.ome_zarr import OmeZarrHost, OmeZarrImage, store_description  # noqa: E402
+from stardist_v4d.host_api.tiff import TiffHost  # noqa: E402
+from stardist_v4d.pipeline.run import run  # noqa: E402
+from test_pipeline import nuclei_stack, read_tzcyx  # noqa: E402
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    return tiny_models_dir(tmp_path_factory, SIZE)
+
+
+@pytest.fixture(scope="module")
+def tiff(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """T=2, Z=3, C=2 OME-TIFF with names and a pixel size; nuclei in channel 1."""
+    nuclei = nuclei_stack((2, 3, SIZE, SIZE), seed=3)
+    noise = np.random.default_rng(2).integers(0, 300, nuclei.shape).astype(nuclei.dtype)
+    stack = np.stack([noise, nuclei], axis=2)
+    path = tmp_path_factory.mktemp("tiff") / "in.ome.tif"
+    write_stack(path, stack, "TZCYX", channel_names=["noise", "DAPI"], pixel_size_um=(0.5, 0.25, 2.0))
+    return path, stack
+
+
+@pytest.fixture(scope="module")
+def store(tiff, tmp_path_factory) -> Path:
+    return convert(tiff[0], tmp_path_factory.mktemp("zarr") / "in.ome.zarr", progress=False)
+
+
+def chunk_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_convert_round_trips_values_names_and_scale(tiff, store):
+    _, stack = tiff
+    image = OmeZarrImage(store)
+    info = image.info
+    assert (info.size_t, info.size_z, info.size_c, info.size_y, info.size_x) == (2, 3, 2, SIZE, SIZE)
+    assert info.channel_names == ("noise", "DAPI") and info.dtype == stack.dtype
+    assert info.pixel_size_um == (0.5, 0.25, 2.0)
+    for t in range(2):
+        for c in range(2):
+            for z in range(3):
+                np.testing.assert_array_equal(image.read_plane(c, t, z), stack[t, z, c])
+    assert image.array.chunks == (1, 1, 1, SIZE, SIZE)
+    assert not (store.parent / "in.ome.zarr.partial").exists()
+
+
+def run_zarr(store: Path, output: Path, models_dir: Path, **settings):
+    config = Config(model2d_path=models_dir, model_name="tiny", input_path=store, output_path=output,
+                    input_channel=1, current_time_point=False, workers=0, **settings)
+    host = OmeZarrHost(store, output, show_progress=False)
+    try:
+        return run(config, host)
+    finally:
+        host.close()
+
+
+def test_zarr_in_zarr_out_labels_equal_the_tiff_route_and_the_input_is_untouched(tiff, store, models_dir, tmp_path):
+    import zarr
+    source, _ = tiff
+    expected_path = tmp_path / "tiff_out.ome.tif"
+    run(Config(model2d_path=models_dir, model_name="tiny", input_path=source, output_path=expected_path,
+               input_channel=1, current_time_point=False, workers=0, measure=False),
+        TiffHost(source, expected_path, show_progress=False))
+    expected = read_tzcyx(expected_path)[:, :, 2]
+    before = chunk_hashes(store)
+    output = tmp_path / "labels.ome.zarr"
+    summary = run_zarr(store, output, models_dir)
+    assert summary.completed and expected.max() > 3
+    labels = zarr.open_array(str(output / "0"), mode="r")
+    np.testing.assert_array_equal(labels[:], expected)
+    assert labels.chunks == (1, 1, SIZE, SIZE)
+    assert chunk_hashes(store) == before
+    attrs = json.loads((output / ".zattrs").read_text())
+    multiscale = attrs["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == ["t", "z", "y", "x"]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [2.0, 0.25, 0.5]
+    assert "image-label" in attrs and store_description(output)["setting.model_name"] == "tiny"
+    assert (tmp_path / "labels_nuclei.csv").exists() and (tmp_path / "labels_rois.zip").exists()
+
+
+def test_the_cli_runs_on_a_store_with_the_default_output_name(store, models_dir):
+    target = store.with_name("in_stardist.ome.zarr")
+    done = subprocess.run([sys.executable, "-m", "stardist_v4d", "run", "--input", str(store), "--channel", "1",
+                           "--model-path", str(models_dir), "--model", "tiny", "--no-measure", "--workers", "0",
+                           "--overwrite"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"-> {target}" in done.stdout and (target / "0").is_dir()
+
+
+def test_zarr_settings_are_one_line(store, tmp_path, models_dir):
+    common = {"MODEL2D_PATH": models_dir, "MODEL_NAME": "tiny"}
+    with pytest.raises(ConfigError, match=r"OUTPUT \(--output\) = .*out\.ome\.tif.*must end in \.ome\.zarr"):
+        build_config(common, ["--input", str(store), "--output", str(tmp_path / "out.ome.tif")])
+    with pytest.raises(ConfigError, match=r"INPUT \(--input\) = .*missing\.ome\.zarr.*no such OME-Zarr folder"):
+        build_config(common, ["--input", str(tmp_path / "missing.ome.zarr")])
+    with pytest.raises(ConfigError, match="is the input"):
+        build_config(common, ["--input", str(store), "--output", str(store)])
+
+
+def test_convert_command_refuses_in_one_line(tiff, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "stardist_v4d", "convert", str(tiff[0]), str(tmp_path / "x.tif")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: output {tmp_path / 'x.tif'} must end in .ome.zarr or .zarr"]
