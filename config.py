@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -64,6 +65,8 @@ class Config:
     workers: int | None = None
     precision: str = "fp32"
     backend: str | None = None
+    scheduler: str | None = None
+    scheduler_timeout_s: float = 30.0
     plane_memory_mb: int = 2048
     block_overlap: int = 128
     measure: bool = True
@@ -108,7 +111,8 @@ FLAGS = {  # constant -> flag, so messages can name both
     "SCALE": "--scale", "LABEL_DTYPE": "--label-dtype", "OVERWRITE": "--overwrite",
     "LABEL_IDS": "--label-ids", "LINK_IOU": "--link-iou", "WRITE_OBJECTS": "--objects/--no-objects",
     "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output",
-    "WORKERS": "--workers", "PRECISION": "--precision", "BACKEND": "--backend", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
+    "WORKERS": "--workers", "PRECISION": "--precision", "BACKEND": "--backend",
+    "SCHEDULER": "--scheduler", "SCHEDULER_TIMEOUT_S": "--scheduler-timeout-s", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
     "MEASURE": "--measure/--no-measure", "RING_UM": "--ring-um", "PIXEL_SIZE_UM": "--pixel-size-um",
     "PLOTS": "--plots/--no-plots", "MEASUREMENTS_DIR": "--measurements-dir", "CHECK_ONLY": "--check",
 }
@@ -201,6 +205,11 @@ def build_parser(defaults: Config, prog: str | None = None) -> argparse.Argument
     p.add_argument("--backend", type=_backend_word, metavar="{tensorflow,openvino,auto}",
                    help="engine of the CNN: tensorflow, or openvino (starts without TensorFlow once the model "
                         "is converted; fp32 within 1e-5 of TensorFlow); default auto: openvino for bf16")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the planes as Dask tasks: local:N (N worker processes here) or tcp://host:8786 "
+                        "(an existing cluster); needs an OME-Zarr input (see the convert command)")
+    p.add_argument("--scheduler-timeout-s", type=float,
+                   help="how long to wait for the scheduler to answer (default 30)")
     p.add_argument("--plane-memory-mb", type=int, help="memory one plane's prediction may take; bigger planes "
                    f"are tiled, huge ones predicted in blocks (default {defaults.plane_memory_mb})")
     p.add_argument("--block-overlap", type=int, help="overlap of blocks for huge planes, in pixels; must exceed "
@@ -357,6 +366,7 @@ def check_settings(config: Config) -> None:
     if config.workers is not None and not (_is_int(config.workers) and config.workers >= 0):
         raise _fail("WORKERS", config.workers, "must be None (one per core), 0 (none) or a number of worker processes")
     check_engine_settings(config)
+    check_scheduler_settings(config)
     if not (_is_int(config.plane_memory_mb) and config.plane_memory_mb >= 64):
         raise _fail("PLANE_MEMORY_MB", config.plane_memory_mb, "must be whole megabytes >= 64, e.g. 2048")
     if not (_is_int(config.block_overlap) and config.block_overlap >= 16):
@@ -381,6 +391,32 @@ def check_engine_settings(config: Config) -> None:
             f"PRECISION (--precision) = {config.precision!r}"
         raise ConfigError(f"{which} needs the openvino package, which is not installed: "
                           "pip install openvino (or use PRECISION 'fp32' with TensorFlow)")
+
+
+SCHEDULER_FORMS = re.compile(r"^(local:[1-9][0-9]*|(tcp|tls)://[^\s/:]+:[0-9]+)$")
+
+
+def check_scheduler_settings(config: Config) -> None:
+    """SCHEDULER and SCHEDULER_TIMEOUT_S, and what a run on Dask workers needs."""
+    if not _is_number(config.scheduler_timeout_s) or not config.scheduler_timeout_s > 0:
+        raise _fail("SCHEDULER_TIMEOUT_S", config.scheduler_timeout_s, "must be seconds above 0, e.g. 30")
+    if config.scheduler is None:
+        return
+    if not isinstance(config.scheduler, str) or not SCHEDULER_FORMS.match(config.scheduler):
+        raise _fail("SCHEDULER", config.scheduler, "must be None (this process), 'local:N' (N Dask worker "
+                    "processes here, e.g. 'local:2') or a scheduler address such as 'tcp://10.0.0.5:8786'")
+    if importlib.util.find_spec("distributed") is None:
+        raise _fail("SCHEDULER", config.scheduler, "needs dask.distributed, which is not installed: "
+                    "pip install 'dask[distributed]'")
+    if config.label_ids != "per_plane":
+        raise ConfigError(f"LABEL_IDS (--label-ids) = {config.label_ids!r} with SCHEDULER (--scheduler) = "
+                          f"{config.scheduler!r}: Dask workers segment planes independently, so IDs that depend "
+                          "on earlier planes are not made; use 'per_plane' (measurements carry t and z)")
+    if config.input_path is None or not is_zarr_path(config.input_path):
+        given = "the demo stack" if config.input_path is None else str(config.input_path)
+        raise ConfigError(f"SCHEDULER (--scheduler) = {config.scheduler!r} needs an OME-Zarr input, which workers "
+                          f"read plane by plane, not {given}: convert it first with 'python -m stardist_v4d "
+                          "convert STACK.tif STACK.ome.zarr', then --input STACK.ome.zarr")
 
 
 def check_measure_settings(config: Config) -> None:

@@ -28,6 +28,8 @@ GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed;
 WORKERS = None                 # processes for NMS + label rendering beside the CNN; None = one per core, 0 = none
 PRECISION = "fp32"             # "fp32": exactly StarDist's labels; "bf16": ~2-4x faster CNN on recent CPUs (OpenVINO)
 BACKEND = None                 # CNN engine: None = auto (OpenVINO for bf16), "tensorflow" or "openvino"
+SCHEDULER = None               # None = this process; "local:N" = N Dask workers here; "tcp://host:8786" = a cluster
+SCHEDULER_TIMEOUT_S = 30       # seconds to wait for the scheduler to answer
 PLANE_MEMORY_MB = 2048         # memory one plane's prediction may take; bigger planes are tiled or cut in blocks
 BLOCK_OVERLAP = 128            # huge planes only: block overlap in pixels, above the largest nucleus' size
 MEASURE = True                 # measure every nucleus: area, shape, channel intensities (tables, Excel, plots)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import DatasetInfo, Host, HostError, OutputTarget
+from .base import DatasetInfo, Host, HostError, OutputTarget, plane_from
 
 AXES = "TZCYX"
 
@@ -82,11 +82,7 @@ class ArrayHost(Host):
         return self._info
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
-        where = {"T": time_point, "Z": z, "C": channel}
-        index = tuple(slice(None) if axis in "YX" else where[axis] for axis in self._axes)
-        plane = np.asarray(self._array[index])
-        if self._axes.index("Y") > self._axes.index("X"):
-            plane = plane.T
+        plane = plane_from(self._array, self._axes, channel, time_point, z)
         return np.array(plane)                     # a copy: the input is never written through it
 
     # ------------------------------------------------------------------ writing

@@ -124,6 +124,11 @@ class Host(ABC):
         """Labels as written (a resumed run links its next plane to them)."""
         raise NotImplementedError(f"{type(self).__name__} cannot read back its output")
 
+    def plane_access(self):
+        """A picklable reader/writer of planes (``read_plane``, ``write_plane``) for workers on
+        other machines (``SCHEDULER``), or None: this host's planes do not leave the process."""
+        return None
+
     def report_progress(self, done: int, total: int) -> None:
         """Tell the user how far the run is; called after every plane."""
 
@@ -159,3 +164,14 @@ class Host(ABC):
     def plane_count(self) -> int:
         info = self.dataset_info()
         return info.size_t * info.size_z
+
+
+def plane_from(array, axes: str, channel: int, time_point: int, z: int) -> np.ndarray:
+    """The ``(Y, X)`` plane of a sliceable ``array`` whose axes are ``axes`` (letters of TZCYX).
+
+    Slicing reads only that plane from a zarr or dask array; X-before-Y layouts are turned.
+    """
+    where = {"T": time_point, "Z": z, "C": channel}
+    index = tuple(slice(None) if axis in "YX" else where[axis] for axis in axes)
+    plane = np.asarray(array[index])
+    return plane.T if axes.index("Y") > axes.index("X") else plane

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
+from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget, plane_from
 
 ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 MICROMETRES = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6, "angstrom": 1e-4}
@@ -59,7 +60,8 @@ class OmeZarrImage:
         self.axes = "".join(axis["name"].upper() for axis in meta["axes"])
         if not {"Y", "X"} <= set(self.axes) or set(self.axes) - set("TCZYX"):
             raise HostError(f"Input {self.path}: axes {self.axes!r}; OME-Zarr images with t, c, z, y, x are read")
-        self.array = zarr.open_array(str(self.path / meta["path"]), mode="r")
+        self.level0 = self.path / meta["path"]
+        self.array = zarr.open_array(str(self.level0), mode="r")
         sizes = dict(zip(self.axes, self.array.shape))
         scale = dict(zip(self.axes, meta["scale"]))
         units = {axis["name"].upper(): axis.get("unit") for axis in meta["axes"]}
@@ -79,10 +81,7 @@ class OmeZarrImage:
             time_increment_s=None if step is None or "T" not in scale else float(scale["T"]) * step)
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
-        where = {"T": time_point, "Z": z, "C": channel}
-        index = tuple(slice(None) if axis in "YX" else where[axis] for axis in self.axes)
-        plane = np.asarray(self.array[index])
-        return plane.T if self.axes.index("Y") > self.axes.index("X") else plane
+        return plane_from(self.array, self.axes, channel, time_point, z)
 
 
 def image_metadata(path: Path) -> dict:
@@ -133,6 +132,36 @@ def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.
     return array
 
 
+@dataclass(frozen=True)
+class ZarrPlanes:
+    """Plane access that travels to Dask workers: paths, not open arrays; opened on first use.
+
+    Workers read input planes and write label planes straight into the stores, each
+    plane its own chunk, so no two workers ever write the same chunk.
+    """
+
+    input_array: str                 # level 0 of the input image
+    axes: str                        # its axes, e.g. "TCZYX"
+    output_array: str                # the label store's level 0 (t, z, y, x)
+
+    def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
+        return plane_from(_opened(self.input_array, "r"), self.axes, channel, time_point, z)
+
+    def write_plane(self, time_point: int, z: int, labels: np.ndarray) -> None:
+        _opened(self.output_array, "r+")[time_point, z] = labels
+
+
+_OPEN: dict[tuple[str, str], object] = {}
+
+
+def _opened(path: str, mode: str):
+    """A zarr array opened once per process (a worker reads and writes many planes)."""
+    import zarr
+    if (path, mode) not in _OPEN:
+        _OPEN[(path, mode)] = zarr.open_array(path, mode=mode)
+    return _OPEN[(path, mode)]
+
+
 class OmeZarrHost(Host):
     """An OME-Zarr image in, a new OME-Zarr label store out (see the module's docstring)."""
 
@@ -149,6 +178,7 @@ class OmeZarrHost(Host):
         self._lock = OutputLock(self.output_path)
         self._lock.acquire()
         self._labels = None
+        self._committed = False                  # a plane complete: a stopped run keeps the store
         self._rois = None                   # imagej_rois.RoiSidecar, made with the first outlines
         self._bar = None
 
@@ -170,9 +200,17 @@ class OmeZarrHost(Host):
 
     def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:
         self._labels[time_point, z] = labels
+        self._committed = True
+
+    def commit_plane(self, time_point: int, z: int, nuclei: int, state: Mapping) -> None:
+        self._committed = True                    # Dask workers write the labels; the run commits here
 
     def read_output_plane(self, time_point: int, z: int) -> np.ndarray:
         return np.asarray(self._labels[time_point, z])
+
+    def plane_access(self) -> ZarrPlanes:
+        """What Dask workers need to read and write planes themselves (after ``add_channel``)."""
+        return ZarrPlanes(str(self._image.level0), self._image.axes, str(self.output_path / "0"))
 
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         if self._rois is None:           # out.ome.zarr -> out_rois.zip, as beside a TIFF output
@@ -209,6 +247,8 @@ class OmeZarrHost(Host):
             zipped = self._rois.finish(completed, keep_parts=False)
             if zipped is not None:
                 notes.append(f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {zipped}")
+        if not completed and not self._committed and self._labels is not None:
+            shutil.rmtree(self.output_path, ignore_errors=True)    # nothing done: nothing left behind
         self._lock.release()
         return OutputTarget(location=str(self.output_path), channel=self._image.info.size_c,
                             complete=completed, notes=notes)

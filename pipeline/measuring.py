@@ -137,8 +137,13 @@ class RunMeasurements:
             if table is not None and committed is not None and name in committed:
                 table.cut_back(committed[name])
 
-    def add_plane(self, time_point: int, z: int, columns: Columns, labels: np.ndarray) -> None:
-        """Append one written plane's rows (run IDs) to every table."""
+    def add_plane(self, time_point: int, z: int, columns: Columns,
+                  labels: np.ndarray | Callable[[], np.ndarray]) -> None:
+        """Append one written plane's rows (run IDs) to every table.
+
+        ``labels`` may be a call that reads them back (a Dask worker wrote them): only the
+        overlay's plane needs them.
+        """
         self.nuclei.append(columns)
         self.planes.append(plane_summary(time_point, z, columns, self.calibration, self.plane_shape))
         if self.track_builder is not None:
@@ -146,7 +151,7 @@ class RunMeasurements:
             if finished is not None:
                 self.tracks.append(finished)
         if self.overlay is not None and (time_point, z) == (self.overlay.time_point, self.overlay.z):
-            self.overlay.labels = np.array(labels, copy=True)
+            self.overlay.labels = np.array(labels() if callable(labels) else labels, copy=True)
 
     def _workbook_and_plots(self, where: Mapping[str, Path],
                             read_plane: Callable[[int, int], np.ndarray]) -> list[str]:

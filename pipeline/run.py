@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ..config import Config, check_against_dataset
-from ..host_api.base import Host, Nucleus, OutputTarget
+from ..host_api.base import Host, HostError, Nucleus, OutputTarget
 from . import stream
 from .gpu import configure_gpu
 from .measuring import MeasurePlan, measure_plan, with_run_ids
@@ -125,6 +125,10 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
     info, stop = host.dataset_info(), host.cancelled
     read = plane_reader(host, plan, measuring is not None)
     calibration = None if measuring is None else measuring.calibration
+    if config.scheduler is not None:                   # planes as Dask tasks; labels written by workers
+        from ..cluster.dask_planes import dask_stream
+        yield from dask_stream(config, host, plan, normalizer, calibration, steps)
+        return
     prob_thresh, nms_thresh = config.prob_thresh, config.nms_thresh     # None: the model's own
     scale = None if config.scale == 1 else config.scale
     if uses_blocks(config, info.plane_shape):
@@ -196,7 +200,10 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
     summary.planes_done = len(resume.done)
     measuring = measure_plan(config, host, plan)
     info = host.dataset_info()
-    pending = None if uses_blocks(config, info.plane_shape) else start_pool(
+    if config.scheduler is not None and host.plane_access() is None:
+        raise HostError(f"SCHEDULER {config.scheduler!r}: this host's planes cannot be read by Dask workers; "
+                        "give an OME-Zarr input (python -m stardist_v4d convert STACK.tif STACK.ome.zarr)")
+    pending = None if config.scheduler or uses_blocks(config, info.plane_shape) else start_pool(
         config.workers, len(resume.left(steps)), info.size_y * info.size_x,
         host.allows_worker_processes(), host.log)
     try:
@@ -206,17 +213,22 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
             pending.shutdown()
 
 
+def _model_for(config: Config, host: Host, record: dict[str, str], keep_model: bool):
+    """The model this process predicts with (none when Dask workers do)."""
+    engine = choose_engine(config.backend, config.precision, host.log)
+    if engine.backend == "tensorflow":
+        configure_gpu(config.gpu_memory_mb, host.log)
+    return (load_kept if keep_model else load_for)(engine, config.models_dir, config.model_name, host.log,
+                                                   blocks=uses_blocks(config, host.dataset_info().plane_shape),
+                                                   weights_sha256=record.get("model.weights_sha256"))
+
+
 def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
              pending: PendingPool | None, started: float, measuring: MeasurePlan | None,
              record: dict[str, str], resume: Resume, keep_model: bool = False) -> RunSummary:
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
-    engine = choose_engine(config.backend, config.precision, host.log)
-    if engine.backend == "tensorflow":
-        configure_gpu(config.gpu_memory_mb, host.log)
-    model = (load_kept if keep_model else load_for)(engine, config.models_dir, config.model_name, host.log,
-                     blocks=uses_blocks(config, host.dataset_info().plane_shape),
-                     weights_sha256=record.get("model.weights_sha256"))
+    model = None if config.scheduler else _model_for(config, host, record, keep_model)
     if config.normalize == "stack":
         mi, ma = stack_percentiles(lambda t, z: host.read_plane(plan.channel, t, z), steps,
                                    *config.norm_percentiles)
@@ -240,19 +252,23 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
         for t, z, labels, details, columns in planes:
             if host.cancelled():
                 break
-            labels, run_ids = numbering.renumber(t, z, labels)
+            written = getattr(labels, "run_ids", None)            # a Dask worker wrote the plane
+            labels, run_ids = (None, written) if written is not None else numbering.renumber(t, z, labels)
             count = len(run_ids)
-            if labels.max(initial=0) > limit:
+            largest = max(run_ids.values(), default=0) if labels is None else int(labels.max(initial=0))
+            if largest > limit:
                 raise LabelOverflowError(
-                    f"Plane t={t} z={z} needs label {int(labels.max())}, more than "
+                    f"Plane t={t} z={z} needs label {largest}, more than "
                     f"{np.dtype(plan.output_dtype).name} labels hold ({limit}); set LABEL_DTYPE "
                     f"(--label-dtype) to {'uint32' if limit < 2 ** 32 - 1 else 'per_plane LABEL_IDS'}")
-            host.write_plane(output.channel, t, z, labels.astype(plan.output_dtype, copy=False))
+            if labels is not None:
+                host.write_plane(output.channel, t, z, labels.astype(plan.output_dtype, copy=False))
             features = None
             if columns is not None:
                 columns = with_run_ids(columns, run_ids)
                 if tables is not None:
-                    tables.add_plane(t, z, columns, labels)
+                    tables.add_plane(t, z, columns, labels if labels is not None else
+                                     lambda t=t, z=z: host.read_output_plane(t, z))
                 features = measuring.features(columns)
             if config.write_objects:
                 host.add_objects(t, z, nuclei_from(details, run_ids, features), tag)
