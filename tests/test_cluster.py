@@ -1,0 +1,130 @@
+"""SCHEDULER: planes as Dask tasks give the single-process run's labels, even when a worker dies."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from model_factory import tiny_models_dir  # noqa: E402
+from stardist_v4d.cluster import dask_planes  # noqa: E402
+from stardist_v4d.config import Config, ConfigError, build_config  # noqa: E402
+from stardist_v4d.convert import convert  # noqa: E402
+from stardist_v4d.host_api.ome_zarr import OmeZarrHost  # noqa: E402
+from stardist_v4d.pipeline.run import run  # noqa: E402
+from test_pipeline import nuclei_stack, write_ome  # noqa: E402
+
+SIZE = 160
+PLANES = 12
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    return tiny_models_dir(tmp_path_factory, SIZE)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cluster")
+    tiff = write_ome(folder / "in.ome.tif", nuclei_stack((1, PLANES, SIZE, SIZE), seed=8), "TZYX")
+    return convert(tiff, folder / "in.ome.zarr", progress=False)
+
+
+def segment(store: Path, output: Path, models_dir: Path, **settings):
+    config = Config(model2d_path=models_dir, model_name="tiny", input_path=store, output_path=output,
+                    workers=0, plots=False, **settings)
+    host = OmeZarrHost(store, output, show_progress=False)
+    try:
+        return run(config, host)
+    finally:
+        host.close()
+
+
+def labels_of(output: Path) -> np.ndarray:
+    import zarr
+    return zarr.open_array(str(output / "0"), mode="r")[:]
+
+
+@pytest.fixture(scope="module")
+def single(store, models_dir, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("single") / "single.ome.zarr"
+    summary = segment(store, output, models_dir)
+    assert summary.completed and summary.total_nuclei > PLANES * 3
+    return output
+
+
+def tables_of(output: Path) -> str:
+    return output.with_name(output.name.replace(".ome.zarr", "_nuclei.csv")).read_text()
+
+
+def test_local_cluster_gives_the_single_process_labels_tables_and_outlines(store, models_dir, single, tmp_path, capsys):
+    output = tmp_path / "dask.ome.zarr"
+    summary = segment(store, output, models_dir, scheduler="local:2")
+    said = capsys.readouterr().out
+    assert summary.completed and "a local cluster of 2 single-threaded worker process(es)" in said
+    assert [line for line in said.splitlines() if line.startswith("t=0 z=")] == [
+        f"t=0 z={z}: {summary.nuclei_per_plane[(0, z)]} nuclei" for z in range(PLANES)]  # in plane order
+    np.testing.assert_array_equal(labels_of(output), labels_of(single))
+    assert tables_of(output) == tables_of(single)
+    rois = lambda out: out.with_name(out.name.replace(".ome.zarr", "_rois.zip")).read_bytes()  # noqa: E731
+    assert rois(output) == rois(single)
+
+
+def test_a_worker_killed_mid_run_costs_only_its_planes(store, models_dir, single, tmp_path, monkeypatch):
+    real = dask_planes.planes
+    killed: list[int] = []
+
+    def killing(steps, job, client, stop, window):
+        results = real(steps, job, client, stop, window)
+        first = next(results)
+        busy = [address for address, tasks in client.processing().items() if tasks]
+        pids = client.run(os.getpid, workers=busy[:1] or None)
+        pid = next(iter(pids.values()))
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+        yield first
+        yield from results
+
+    monkeypatch.setattr(dask_planes, "planes", killing)
+    output = tmp_path / "killed.ome.zarr"
+    summary = segment(store, output, models_dir, scheduler="local:2")
+    assert killed and summary.completed and summary.planes_done == PLANES
+    np.testing.assert_array_equal(labels_of(output), labels_of(single))
+    assert tables_of(output) == tables_of(single)
+
+
+def test_an_unreachable_scheduler_is_one_line_within_the_timeout(store, models_dir, tmp_path):
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "stardist_v4d", "run", "--input", str(store),
+                           "--output", str(tmp_path / "o.ome.zarr"), "--model-path", str(models_dir),
+                           "--model", "tiny", "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout-s", "2"],
+                          capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert errors == [errors[0]] and "SCHEDULER (--scheduler) = 'tcp://127.0.0.1:9': no answer within 2 s" in errors[0]
+    assert time.monotonic() - started < 60 and not (tmp_path / "o.ome.zarr").exists()
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"SCHEDULER": "local:0"}, ["SCHEDULER (--scheduler) = 'local:0'", "'local:N'"]),
+    ({"SCHEDULER": "http://x"}, ["SCHEDULER (--scheduler) = 'http://x'", "tcp://"]),
+    ({"SCHEDULER_TIMEOUT_S": 0}, ["SCHEDULER_TIMEOUT_S", "above 0"]),
+    ({"SCHEDULER": "local:2", "LABEL_IDS": "track_t"}, ["LABEL_IDS (--label-ids) = 'track_t'", "'per_plane'"]),
+])
+def test_scheduler_settings_are_one_line(settings, words):
+    with pytest.raises(ConfigError) as error:
+        build_config(settings)
+    assert "\n" not in str(error.value) and all(word in str(error.value) for word in words), str(error.value)
+
+
+def test_a_tiff_input_with_a_scheduler_points_to_convert(tmp_path):
+    tiff = write_ome(tmp_path / "stack.tif", nuclei_stack((1, 2, 64, 64)), "TZYX")
+    with pytest.raises(ConfigError, match=r"needs an OME-Zarr input.*python -m stardist_v4d convert"):
+        build_config({"SCHEDULER": "local:2"}, ["--input", str(tiff)])
