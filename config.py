@@ -134,6 +134,7 @@ other commands (each has --help):
   python -m stardist_v4d eval ...     score a model on images with ground truth (AP, F1)
   python -m stardist_v4d measure ...  measure existing labels: tables, Excel, plots
   python -m stardist_v4d check        check installation, model and settings; writes nothing
+  python -m stardist_v4d convert ...  convert a TIFF stack to OME-Zarr (for --scheduler)
   python -m stardist_v4d run ...      this segmentation, as a module command
 {same}Installed with pip, this script is also the command 'stardist-2d', e.g.:
 stardist-2d --input stack.tif"""

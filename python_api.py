@@ -26,6 +26,10 @@ def settings_config(settings: dict[str, Any]):
     from .config import Config, ConfigError, build_config
 
     valid = [f.name for f in fields(Config) if f.name not in NOT_FOR_ARRAYS]
+    if settings.get("scheduler") is not None:
+        raise ConfigError(f"segment(): scheduler = {settings['scheduler']!r}: segment() runs in this process; for "
+                          "Dask workers, write the array as OME-Zarr and run python -m stardist_v4d run --input "
+                          "STACK.ome.zarr --scheduler ...")
     unknown = sorted(set(settings) - set(valid))
     if unknown:
         import difflib

@@ -75,6 +75,19 @@ def test_dask_array_is_read_plane_by_plane_with_the_same_labels(stack, models_di
     np.testing.assert_array_equal(labels, tiff_labels)
 
 
+def test_zarr_and_memmap_arrays_are_read_plane_by_plane_too(stack, models_dir, tiff_labels, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    stored = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=stack.shape, dtype=stack.dtype,
+                             chunks=(1, 1, 1, SIZE, SIZE))
+    stored[:] = stack
+    mapped = np.lib.format.open_memmap(tmp_path / "in.npy", mode="w+", dtype=stack.dtype, shape=stack.shape)
+    mapped[:] = stack
+    for array in (stored, mapped):
+        labels, _ = segment(array, axes="TZCYX", input_channel=1, current_time_point=False, measure=False,
+                            **settings(models_dir))
+        np.testing.assert_array_equal(labels, tiff_labels)
+
+
 @pytest.mark.parametrize("axes", ["ZYX", "YXZ", "ZXY"])
 def test_any_order_of_axes_gives_the_same_labels(stack, models_dir, tiff_labels, axes):
     zyx = stack[0, :, 1]
@@ -123,6 +136,7 @@ def test_the_model_is_loaded_once_across_calls_until_released(stack, models_dir,
     (dict(axes="ZQX"), HostError, ["axes = 'ZQX'", "Q unknown"]),
     (dict(axes="TZYX"), HostError, ["names 4 dimensions", "has 3"]),
     (dict(axes="ZYX", last_plane=7), ConfigError, ["LAST_PLANE", "3 Z plane"]),
+    (dict(axes="ZYX", scheduler="local:2"), ConfigError, ["segment(): scheduler = 'local:2'", "--scheduler"]),
 ])
 def test_bad_settings_and_axes_are_one_line(stack, models_dir, call, error, words):
     with pytest.raises(error) as raised:
