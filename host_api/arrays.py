@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .base import DatasetInfo, Host, HostError, OutputTarget, plane_from
+from .console import ConsoleProgress
 
 AXES = "TZCYX"
 
@@ -69,8 +70,7 @@ class ArrayHost(Host):
             time_increment_s=time_increment_s)
         self._budget_mb = memory_budget_mb
         self._labels_path = None if labels_path is None else Path(labels_path)
-        self._show_progress = show_progress
-        self._bar = None
+        self._console = ConsoleProgress(show_progress, notebook=True)
         self._planes: Sequence[tuple[int, int]] = ()
         self.labels: Any = None
         self._where: dict[tuple[int, int], tuple[int, int]] = {}
@@ -136,26 +136,14 @@ class ArrayHost(Host):
         return None if self._measurements is None else (self._measurements, "segment")
 
     def report_progress(self, done: int, total: int) -> None:
-        if not self._show_progress:
-            return
-        if self._bar is None:
-            from tqdm.auto import tqdm
-            self._bar = tqdm(total=total, unit="plane", desc="segmenting")
-        self._bar.n = done
-        self._bar.refresh()
+        self._console.report(done, total)
 
     def log(self, message: str) -> None:
         if not self._keep_tables and self._measurements is not None and str(self._measurements) in message:
             return
-        if self._bar is not None:
-            from tqdm.auto import tqdm
-            tqdm.write(message)
-        else:
-            print(message, flush=True)
+        self._console.write(message)
 
     def finish(self, completed: bool) -> OutputTarget:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._console.close()
         location = "memory" if isinstance(self.labels, np.ndarray) else str(self._labels_path)
         return OutputTarget(location=location, channel=self._info.size_c, complete=completed)

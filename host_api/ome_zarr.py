@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget, plane_from
+from .console import ConsoleProgress
 
 ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 MICROMETRES = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6, "angstrom": 1e-4}
@@ -173,14 +174,13 @@ class OmeZarrHost(Host):
         if self.output_path.exists() and not overwrite:
             raise HostError(f"Output {self.output_path} exists already; use --overwrite to replace it")
         self._image = OmeZarrImage(self.input_path, time_point)
-        self._overwrite, self._show_progress = overwrite, show_progress
+        self._console = ConsoleProgress(show_progress)
         from .output_lock import OutputLock
         self._lock = OutputLock(self.output_path)
         self._lock.acquire()
         self._labels = None
         self._committed = False                  # a plane complete: a stopped run keeps the store
         self._rois = None                   # imagej_rois.RoiSidecar, made with the first outlines
-        self._bar = None
 
     def dataset_info(self) -> DatasetInfo:
         return self._image.info
@@ -223,25 +223,13 @@ class OmeZarrHost(Host):
         return self.output_path.parent, zarr_stem(self.output_path.name)
 
     def report_progress(self, done: int, total: int) -> None:
-        if not self._show_progress:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-            self._bar = tqdm(total=total, unit="plane", desc="segmenting")
-        self._bar.n = done
-        self._bar.refresh()
+        self._console.report(done, total)
 
     def log(self, message: str) -> None:
-        if self._bar is not None:
-            from tqdm import tqdm
-            tqdm.write(message)
-        else:
-            print(message, flush=True)
+        self._console.write(message)
 
     def finish(self, completed: bool) -> OutputTarget:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._console.close()
         notes = []
         if self._rois is not None:
             zipped = self._rois.finish(completed, keep_parts=False)
