@@ -96,6 +96,10 @@ def test_zarr_in_zarr_out_labels_equal_the_tiff_route_and_the_input_is_untouched
     assert [a["name"] for a in multiscale["axes"]] == ["t", "z", "y", "x"]
     assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [2.0, 0.25, 0.5]
     assert "image-label" in attrs and store_description(output)["setting.model_name"] == "tiny"
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader          # what napari-ome-zarr reads with
+    node = next(iter(Reader(parse_url(str(output)))()))
+    assert node.load(Multiscales) is not None and node.data[0].shape == expected.shape
     assert (tmp_path / "labels_nuclei.csv").exists() and (tmp_path / "labels_rois.zip").exists()
 
 
