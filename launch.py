@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import Config, ConfigError, build_config, build_parser, default_prog
+from .config import Config, ConfigError, build_config
+from .flags import build_parser, default_prog
 from .host_api.base import Host, HostError
 from .host_api.ome_zarr import is_zarr_path
 from .pipeline.model import quiet_tensorflow

@@ -26,7 +26,8 @@ import pytest
 import tifffile
 
 from stardist_v4d import launch
-from stardist_v4d.config import Config, ConfigError, build_config, build_parser, shipped_models_dir
+from stardist_v4d.config import Config, ConfigError, build_config, shipped_models_dir
+from stardist_v4d.flags import build_parser
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ENTRY = PACKAGE / "stardist_2d.py"
@@ -270,14 +271,14 @@ def test_abbreviated_flag_is_refused_with_argparse_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("parser_of, argv", [
-    ("stardist_v4d.config", ["--overwrit"]),
-    ("stardist_v4d.config", ["--all-time"]),
+    ("stardist_v4d.flags", ["--overwrit"]),
+    ("stardist_v4d.flags", ["--all-time"]),
     ("stardist_v4d.training.cli", ["--images", "i", "--masks", "m", "--out", "o", "--overwrit"]),
     ("stardist_v4d.remeasure", ["--input", "a.tif", "--labels", "b.tif", "--overwrit"]),
 ])
 def test_no_parser_expands_abbreviations(parser_of, argv, capsys):
     module = __import__(parser_of, fromlist=["build_parser"])
-    parser = module.build_parser(Config()) if parser_of.endswith("config") else module.build_parser()
+    parser = module.build_parser(Config()) if parser_of.endswith("flags") else module.build_parser()
     with pytest.raises(SystemExit) as caught:
         parser.parse_args(argv)
     assert caught.value.code == 2
@@ -414,7 +415,7 @@ def test_help_lists_the_other_commands_and_the_installed_command(tmp_path):
     result = subprocess.run([sys.executable, str(ENTRY), "--help"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 0
-    assert result.stdout.startswith("usage: stardist_2d.py [--input TIFF]")
+    assert result.stdout.startswith("usage: stardist_2d.py [--input STACK]")
     for command in ("train", "eval", "measure", "check", "run"):
         assert f"python -m stardist_v4d {command}" in result.stdout
     assert "'stardist-2d'" in result.stdout and "--check" in result.stdout
@@ -425,7 +426,7 @@ def test_help_lists_the_other_commands_and_the_installed_command(tmp_path):
 def test_module_run_help_names_the_module_command(tmp_path):
     result, _ = run_cli("run", "--help", cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stdout.startswith("usage: python -m stardist_v4d run [--input TIFF]")
+    assert result.stdout.startswith("usage: python -m stardist_v4d run [--input STACK]")
     assert "stardist_2d.py [" not in result.stdout
     assert "run train" not in result.stdout and "python -m stardist_v4d train" in result.stdout
 
