@@ -36,6 +36,9 @@ from .config import Config, ConfigError, build_config
 
 OK, FAIL, INFO = "ok", "FAIL", "--"
 PACKAGES = ("tensorflow", "keras", "stardist", "csbdeep", "numpy", "tifffile")
+#: What a feature needs, reported but not required (an arivis Python may lack them).
+OPTIONAL_PACKAGES = {"openvino": "PRECISION 'bf16'", "zarr": "OME-Zarr", "ome-zarr": "OME-Zarr",
+                     "distributed": "SCHEDULER"}
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
                             "tensorflow-gpu", "tf-nightly")
 CPU_FLAGS = ("AVX2", "FMA", "AVX512F", "AVX512_BF16")
@@ -92,7 +95,10 @@ def check_packages(version_of: Callable[[str], str | None] = package_version) ->
     if missing:
         return Finding(FAIL, "packages", f"not installed: {', '.join(missing)} (python -m pip install "
                                          f"-e . in the project folder installs them); found: {found or 'none'}")
-    return Finding(OK, "packages", found)
+    optional = {name: version_of(name) for name in OPTIONAL_PACKAGES}
+    extra = [f"{name} {version}" if version else f"no {name} (for {OPTIONAL_PACKAGES[name]})"
+             for name, version in optional.items()]
+    return Finding(OK, "packages", f"{found}; {', '.join(extra)}")
 
 
 # ------------------------------------------------------------------ hardware

@@ -166,6 +166,8 @@ def test_missing_package_is_a_failure_naming_it():
     finding = selfcheck.check_packages(lambda name: None if name == "stardist" else "1.0")
     assert finding.failed and finding.detail.startswith("not installed: stardist ") and "numpy 1.0" in finding.detail
     assert selfcheck.check_packages(lambda name: "1.0").status == OK
+    without = selfcheck.check_packages(lambda name: None if name == "openvino" else "1.0")
+    assert without.status == OK and "no openvino (for PRECISION 'bf16')" in without.detail
 
 
 def test_summary_counts_problems_and_names_the_first():
