@@ -16,11 +16,9 @@ from pathlib import Path
 
 def convert(source: Path, target: Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``target`` (an OME-Zarr image, axes t, c, z, y, x) from the TIFF ``source``."""
-    import zarr
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_multiscales_metadata
     from tqdm import tqdm
 
+    from .host_api.ome_zarr import create_image
     from .host_api.tiff_reader import TiffStack
 
     if target.exists() and not overwrite:
@@ -30,22 +28,13 @@ def convert(source: Path, target: Path, overwrite: bool = False, progress: bool 
     with TiffStack(source) as stack:
         info = stack.dataset_info()
         shape = (info.size_t, info.size_c, info.size_z, info.size_y, info.size_x)
-        group = zarr.open_group(str(partial), mode="w", zarr_format=2)
-        array = group.create_array("0", shape=shape, chunks=(1, 1, 1, info.size_y, info.size_x),
-                                   dtype=info.dtype, fill_value=0)
+        group, array = create_image(partial, "TCZYX", shape, info.dtype, info.pixel_size_um,
+                                    info.time_increment_s, source.name)
+        group.attrs["omero"] = {"version": "0.4", "channels": [{"label": name, "active": True}
+                                                               for name in info.channel_names]}
         planes = [(t, c, z) for t in range(info.size_t) for c in range(info.size_c) for z in range(info.size_z)]
         for t, c, z in tqdm(planes, desc="converting", unit="plane", disable=not progress, leave=False):
             array[t, c, z] = stack.read_plane(c, t, z)
-    x, y, z = info.pixel_size_um
-    axes = [{"name": "t", "type": "time", **({"unit": "second"} if info.time_increment_s else {})},
-            {"name": "c", "type": "channel"}]
-    axes += [{"name": name, "type": "space", **({"unit": "micrometer"} if size else {})}
-             for name, size in (("z", z), ("y", y), ("x", x))]
-    scale = [float(info.time_increment_s or 1.0), 1.0, float(z or 1.0), float(y or 1.0), float(x or 1.0)]
-    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
-        {"type": "scale", "scale": scale}]}], fmt=FormatV04(), axes=axes, name=source.name)
-    group.attrs["omero"] = {"version": "0.4", "channels": [{"label": name, "active": True}
-                                                           for name in info.channel_names]}
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)

@@ -118,11 +118,6 @@ def connect(address: str, timeout_s: float, log: Callable[[str], None]):
 def planes(steps: Sequence[tuple[int, int]], job: PlaneJob, client, stop: Callable[[], bool],
            window: int) -> Iterator[tuple]:
     """Results in plane order; at most ``window`` planes in flight; a stop cancels the rest."""
-    config = job.config
-    from ..pipeline.backends.engine import choose_engine
-    engine = choose_engine(config.backend, config.precision, lambda line: None)
-    client.register_plugin(ModelOnWorker(engine.backend, engine.precision, str(config.models_dir),
-                                         config.model_name), name=PLUGIN_NAME)
     todo = deque(steps)
     in_flight: deque = deque()
     try:
@@ -151,8 +146,12 @@ def dask_stream(config, host, plan, normalizer, calibration, steps: Sequence[tup
         raise SchedulerError(f"Planes of {info.size_y} x {info.size_x} need block mode (PLANE_MEMORY_MB "
                              f"{config.plane_memory_mb}), which runs in this process only: leave SCHEDULER "
                              "out, or raise PLANE_MEMORY_MB if the workers have the memory")
+    from ..pipeline.backends.engine import choose_engine
+    engine = choose_engine(config.backend, config.precision, host.log)    # a fallback is said here, once
     client, cluster = connect(config.scheduler, config.scheduler_timeout_s, host.log)
     try:
+        client.register_plugin(ModelOnWorker(engine.backend, engine.precision, str(config.models_dir),
+                                             config.model_name), name=PLUGIN_NAME)
         workers = max(1, len(client.scheduler_info()["workers"]))
         job = PlaneJob(config, host.plane_access(), plan.channel, info.size_c if calibration is not None else 0,
                        normalizer, calibration, np.dtype(plan.output_dtype).name)

@@ -100,12 +100,12 @@ class ArrayHost(Host):
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if nbytes <= self._budget_mb * 2 ** 20 and self._labels_path is None:
             self.labels = np.zeros(shape, dtype)
-            location = "memory"
         else:
             self.labels = self._zarr_labels(shape, dtype)
-            location = str(self._zarr_folder)
-        self.selected = (tuple(times), tuple(zs))
-        return OutputTarget(location=location, channel=self._info.size_c)
+        return OutputTarget(location=self._location(), channel=self._info.size_c)
+
+    def _location(self) -> str:
+        return "memory" if isinstance(self.labels, np.ndarray) else str(self._labels_path)
 
     def _zarr_labels(self, shape: tuple[int, ...], dtype: np.dtype):
         """Labels on disk, one chunk per plane, for selections bigger than the memory budget."""
@@ -119,7 +119,6 @@ class ArrayHost(Host):
             self._labels_path = Path(tempfile.mkdtemp(prefix="stardist-labels-")) / "labels.zarr"
             self.log(f"The labels ({np.prod(shape) * np.dtype(dtype).itemsize / 2 ** 20:.0f} MB) exceed "
                      f"memory_budget_mb ({self._budget_mb}): written to {self._labels_path} (delete it when done)")
-        self._zarr_folder = self._labels_path
         return zarr.open_array(str(self._labels_path), mode="w", shape=shape, dtype=dtype,
                                chunks=(1, 1, shape[2], shape[3]), fill_value=0)
 
@@ -145,5 +144,4 @@ class ArrayHost(Host):
 
     def finish(self, completed: bool) -> OutputTarget:
         self._console.close()
-        location = "memory" if isinstance(self.labels, np.ndarray) else str(self._labels_path)
-        return OutputTarget(location=location, channel=self._info.size_c, complete=completed)
+        return OutputTarget(location=self._location(), channel=self._info.size_c, complete=completed)

@@ -105,28 +105,36 @@ def image_metadata(path: Path) -> dict:
                 channel_names=meta.get("channel_names"))
 
 
-def labels_metadata(scale_um: tuple[float | None, float | None, float | None],
-                    time_increment_s: float | None) -> tuple[list[dict], list[float]]:
-    """NGFF axes t, z, y, x and the level-0 scale of a label store."""
+def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype, scale_um,
+                 time_increment_s: float | None, name: str):
+    """A new NGFF 0.4 image (zarr format 2) with ``axes`` (letters of "TCZYX", Y and X last),
+    one chunk per plane, the physical scale in its metadata; returns ``(group, level-0 array)``.
+
+    The one writer of NGFF metadata: label stores and ``convert`` both use it.
+    """
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
     x, y, z = scale_um
-    axes = [{"name": "t", "type": "time", **({"unit": "second"} if time_increment_s else {})}]
-    for name, size in (("z", z), ("y", y), ("x", x)):
-        axes.append({"name": name, "type": "space", **({"unit": "micrometer"} if size else {})})
-    return axes, [float(time_increment_s or 1.0), float(z or 1.0), float(y or 1.0), float(x or 1.0)]
+    sizes = {"T": time_increment_s, "Z": z, "Y": y, "X": x}
+    units = {"T": "second", "Z": "micrometer", "Y": "micrometer", "X": "micrometer"}
+    kinds = {"T": "time", "C": "channel"}
+    ngff_axes = [{"name": axis.lower(), "type": kinds.get(axis, "space"),
+                  **({"unit": units[axis]} if sizes.get(axis) else {})} for axis in axes]
+    scale = [float(sizes.get(axis) or 1.0) for axis in axes]
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=shape, chunks=(1,) * (len(shape) - 2) + tuple(shape[-2:]),
+                               dtype=dtype, fill_value=0)
+    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": scale}]}], fmt=FormatV04(), axes=ngff_axes, name=name)
+    return group, array
 
 
 def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.dtype,
                         scale_um, time_increment_s, description: Mapping[str, str] | None = None):
     """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its array."""
-    import zarr
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_multiscales_metadata
-
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    array = group.create_array("0", shape=shape, chunks=(1, 1, *shape[2:]), dtype=dtype, fill_value=0)
-    axes, scale = labels_metadata(scale_um, time_increment_s)
-    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
-        {"type": "scale", "scale": scale}]}], fmt=FormatV04(), axes=axes, name=path.name)
+    group, array = create_image(path, "TZYX", shape, dtype, scale_um, time_increment_s, path.name)
     group.attrs["image-label"] = {"version": "0.4", "source": {"image": "../"}}
     if description:
         group.attrs["stardist_v4d"] = dict(description)
@@ -200,7 +208,6 @@ class OmeZarrHost(Host):
 
     def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:
         self._labels[time_point, z] = labels
-        self._committed = True
 
     def commit_plane(self, time_point: int, z: int, nuclei: int, state: Mapping) -> None:
         self._committed = True                    # Dask workers write the labels; the run commits here

@@ -84,13 +84,14 @@ def load_for(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool
     from .openvino_cnn import OpenVINOCNN, openvino_version
 
     folder = Path(models_dir) / name
-    weights = weights_file(folder)
-    if weights is not None:
+    weights = None
+    if folder.is_dir():                          # read once: its config serves the sparse model too
+        model_config, weights = read_model_folder(folder)
         weights_sha256 = weights_sha256 or sha256_of(weights)
         cached = ir_cache.find(folder, weights_sha256, openvino_version(), log)
         if cached is not None and not blocks:
             log(f"CNN: {engine} (converted network from {cached.folder}).")
-            return _sparse_model(folder, cached, engine.precision)
+            return _sparse_model(folder, model_config, cached, engine.precision)
     model = model_folders.load_model(models_dir, name)   # TensorFlow: to convert, for blocks, or a registered name
     if weights is None:                         # a registered name: StarDist's own download folder
         folder = Path(model.logdir)
@@ -139,10 +140,9 @@ def release_models() -> int:
     return count
 
 
-def _sparse_model(folder: Path, cached, precision: str):
+def _sparse_model(folder: Path, model_config: dict, cached, precision: str):
     from .openvino_cnn import OpenVINOCNN
     from .sparse_model import SparseStarDist2D
 
-    model_config, _ = read_model_folder(folder)
     return SparseStarDist2D(folder, model_config, OpenVINOCNN(cached.xml, precision, cached.outputs),
                             cached.tile_overlap, cached.div_by)

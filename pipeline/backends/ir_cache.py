@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..model import sha256_of
 
 #: Bump when the entry's layout or the conversion changes: old entries are then ignored.
@@ -125,7 +127,6 @@ def convert(model, model_folder: Path, weights_sha256: str, openvino_version: st
     The conversion is checked: OpenVINO fp32 must reproduce TensorFlow's outputs on a
     test patch (within 1e-3), or no entry is made.
     """
-    import numpy as np
     import openvino as ov
 
     roots = [root for root in cache_roots(model_folder) if _writable(root)]
@@ -142,7 +143,7 @@ def convert(model, model_folder: Path, weights_sha256: str, openvino_version: st
         network = ov.convert_model(str(building / "saved_model"))
         shutil.rmtree(building / "saved_model")
         ov.save_model(network, str(building / "model.xml"), compress_to_fp16=False)
-        outputs = _check_against_tensorflow(model, building / "model.xml", np)
+        outputs = _check_against_tensorflow(model, building / "model.xml")
         meta = dict(layout=LAYOUT, weights_sha256=weights_sha256, openvino=openvino_version,
                     n_rays=int(model.config.n_rays), outputs=outputs,
                     tile_overlap=[int(v) for v in model._axes_tile_overlap("YX")],
@@ -159,7 +160,7 @@ def convert(model, model_folder: Path, weights_sha256: str, openvino_version: st
     return read_entry(final, weights_sha256)
 
 
-def _check_against_tensorflow(model, xml: Path, np) -> list[int]:
+def _check_against_tensorflow(model, xml: Path) -> list[int]:
     """Indices of (prob, dist) among the IR's outputs, after comparing them with TensorFlow's."""
     from .openvino_cnn import OpenVINOCNN
 
