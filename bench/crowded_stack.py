@@ -10,10 +10,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from stardist_v4d.training.synthetic import NucleiStyle, synthetic_nuclei
-
-CROWDED = NucleiStyle(typical_radius=(9.5, 10.5), radius_spread=0.15, fill_fraction=(0.32, 0.36),
-                      cluster_share=(0.3, 0.5), haze_blobs=(0, 3), photons=(200.0, 400.0))
+from stardist_v4d.training.synthetic import CROWDED, synthetic_nuclei
 
 
 def crowded_stack(folder: Path, planes: int, size: int = 1024, seed: int = 0) -> Path:

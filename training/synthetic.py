@@ -333,6 +333,12 @@ RANDOMIZED = NucleiStyle(
 )
 
 
+#: Crowded planes for benchmarks and agreement tests: ~1,100 touching nuclei per 1024 x 1024
+#: plane (~150 per 384 x 384), in clusters, with haze.
+CROWDED = NucleiStyle(typical_radius=(9.5, 10.5), radius_spread=0.15, fill_fraction=(0.32, 0.36),
+                      cluster_share=(0.3, 0.5), haze_blobs=(0, 3), photons=(200.0, 400.0))
+
+
 #: The styles with annotator-visible labels (mean >= 1 noise std above surroundings).
 VISIBLE_PLAIN = replace(NucleiStyle(), min_contrast_to_noise=1.0)
 VISIBLE_RANDOMIZED = replace(RANDOMIZED, min_contrast_to_noise=1.0)
