@@ -27,6 +27,7 @@ import tifffile
 from tqdm import tqdm
 
 from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
+from .console import ConsoleProgress
 from .disk_space import check_free, reserve, write_error
 from .imagej_rois import RoiSidecar, sidecar_path
 from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, input_identity
@@ -63,7 +64,7 @@ class TiffHost(Host):
         self._label_channel = -1
         self._written: set[tuple[int, int]] = set()
         self._finished: OutputTarget | None = None
-        self._bar: tqdm | None = None
+        self._console = ConsoleProgress(show_progress)
         self._rois: RoiSidecar | None = None
         self._journal: Journal | None = None
         self._earlier: Journal | None = None        # a stopped run's journal, to resume from
@@ -292,19 +293,11 @@ class TiffHost(Host):
 
     def report_progress(self, done: int, total: int) -> None:
         """A progress bar with rate and time left, when ``show_progress``."""
-        if not self.show_progress:
-            return
-        if self._bar is None:
-            self._bar = tqdm(total=total, unit="plane", desc="segmenting")
-        self._bar.total = total
-        self._bar.update(done - self._bar.n)
+        self._console.report(done, total)
 
     def log(self, message: str) -> None:
-        """Print one line; above the progress bar (``tqdm.write``) while one is shown."""
-        if self._bar is not None:
-            tqdm.write(message)
-        else:
-            print(message, flush=True)
+        """Print one line; above the progress bar while one is shown."""
+        self._console.write(message)
 
     def cancelled(self) -> bool:
         """A headless run has no stop button (Ctrl+C aside); tests override this."""
@@ -367,9 +360,7 @@ class TiffHost(Host):
 
     def _close_output(self) -> None:
         """Flush and drop the output memory map (the mapping closes with its last reference)."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._console.close()
         if self._out is not None:
             self._out.flush()
             self._out = None
