@@ -25,8 +25,9 @@ from --masks; --images and --masks may be the same folder. Images are 2D (Y, X)
 single-channel; masks are instance labels (0 background, one ID per nucleus).
 
 The model folder gets config.json, weights_best.h5, thresholds.json (optimized on
-the validation images), loss.png and training.json. Ctrl-C stops training and keeps
-the best weights so far.
+the validation images), loss.png and training.json. A checkpoint is written after
+every epoch: Ctrl-C (or a killed run) keeps the best weights so far, and
+--resume MODEL_DIR continues where the run stopped.
 
 With --from, training starts from an existing model (fine-tuning): a few dozen
 annotated images adapt it to your microscope, where training from scratch on the
@@ -36,6 +37,7 @@ defaults lower.
 examples:
   python -m stardist_v4d train --images data/images --masks data/masks --out models/my_nuclei
   python -m stardist_v4d train --from demo --images data/images --masks data/masks --out models/my_nuclei
+  python -m stardist_v4d train --resume models/my_nuclei
 """
 
 
@@ -67,10 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stardist_v4d train", allow_abbrev=False, description=__doc__.splitlines()[0].split(": ", 1)[1],
         epilog=USAGE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of image TIFFs")
-    parser.add_argument("--masks", type=Path, required=True, metavar="DIR", help="folder of label-mask TIFFs")
-    parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR",
-                        help="model folder to create (its name is the model name)")
+    parser.add_argument("--images", type=Path, metavar="DIR", help="folder of image TIFFs (required)")
+    parser.add_argument("--masks", type=Path, metavar="DIR", help="folder of label-mask TIFFs (required)")
+    parser.add_argument("--out", type=Path, metavar="MODEL_DIR",
+                        help="model folder to create (its name is the model name; required)")
+    parser.add_argument("--resume", type=Path, metavar="MODEL_DIR",
+                        help="continue a stopped training of this model folder at its next epoch (same data, "
+                             "settings, history and learning-rate schedule); no other flag is needed or allowed")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the model files in an existing --out folder")
     parser.add_argument("--from", type=Path, dest="base_model", metavar="MODEL_DIR",
@@ -87,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="share of the pairs held out for validation and thresholds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: Keras mixed precision (bfloat16 compute, float32 weights), faster on CPUs "
+                             "with AVX512_BF16 or AMX; default: %(default)s")
     add_augmentation_arguments(parser)
     advanced = parser.add_argument_group("architecture (advanced)")
     advanced.add_argument("--unet-depth", type=int,
@@ -109,14 +117,15 @@ def settings_from(args: argparse.Namespace, base: BaseModel | None) -> TrainSett
         learning_rate = FINE_TUNE_LEARNING_RATE if base is not None else TrainSettings.learning_rate
     return TrainSettings(patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
                          steps_per_epoch=args.steps_per_epoch, learning_rate=learning_rate,
-                         val_fraction=args.val_fraction, seed=args.seed, **architecture,
+                         val_fraction=args.val_fraction, seed=args.seed, precision=args.precision, **architecture,
                          **augmentation_settings(args))
 
 
 def _check_arguments(args: argparse.Namespace, base: BaseModel | None) -> None:
     for flag, value, low in (("--epochs", args.epochs, 1), ("--steps-per-epoch", args.steps_per_epoch, 1),
                              ("--batch-size", args.batch_size, 1), ("--n-rays", args.n_rays, 3),
-                             ("--unet-depth", args.unet_depth, 1), ("--unet-filters", args.unet_filters, 1)):
+                             ("--unet-depth", args.unet_depth, 1), ("--unet-filters", args.unet_filters, 1),
+                             ("--seed", args.seed, 0)):
         if value is not None and value < low:
             raise _UsageError(f"{flag} {value}: must be at least {low}")
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
@@ -149,26 +158,85 @@ def _clear_model_folder(out: Path) -> None:
     for name in MODEL_FILES:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "logs", ignore_errors=True)
+    from .checkpoint import remove
+    remove(out)
+
+
+def _settings_from_run(run: dict) -> TrainSettings:
+    """The ``TrainSettings`` a checkpoint recorded (JSON turned tuples into lists)."""
+    values = dict(run["settings"])
+    for key in ("grid", "patch_size", "augment_scale"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    known = TrainSettings.__dataclass_fields__
+    return TrainSettings(**{key: value for key, value in values.items() if key in known})
+
+
+def _names_digest(names: list[str]) -> str:
+    import hashlib
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def _resume_arguments(args: argparse.Namespace):
+    """The checkpoint of ``--resume`` and the run it records; other flags are refused."""
+    from . import checkpoint as checkpoints
+
+    given = [flag for flag, value in (("--images", args.images), ("--masks", args.masks), ("--out", args.out),
+                                      ("--from", args.base_model)) if value is not None]
+    if given:
+        raise _UsageError(f"--resume takes its data and settings from the checkpoint: leave out {', '.join(given)}")
+    found = checkpoints.find(args.resume.expanduser().resolve())
+    run = found.run
+    for key in ("images", "masks", "settings", "names_digest"):
+        if key not in run:
+            raise checkpoints.CheckpointError(f"--resume '{args.resume}': its checkpoint lacks '{key}'; start a new training")
+    return found, run
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``train`` subcommand; returns the exit code (2 for bad arguments or data)."""
+    from .checkpoint import CheckpointError
+
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:          # --help, or argparse's own usage errors
         return int(exit_.code or 0)
-    args.out = args.out.expanduser().resolve()
     log = functools.partial(print, flush=True)
+    resume = None
     try:
-        base = find_base_model(args.base_model) if args.base_model is not None else None
-        _check_arguments(args, base)
-        settings = settings_from(args, base)
-        _check_patch_size(settings.patch_size, settings)
-        images, masks, names = load_training_pairs(args.images, args.masks, settings.patch_size)
-    except (_UsageError, BaseModelError, TrainingDataError) as error:
+        if args.resume is not None:
+            resume, run = _resume_arguments(args)
+            args.out = args.resume.expanduser().resolve()
+            settings = _settings_from_run(run)
+            base = None
+            images, masks, names = load_training_pairs(Path(run["images"]), Path(run["masks"]), settings.patch_size)
+            if _names_digest(names) != run["names_digest"]:
+                raise _UsageError(f"--resume '{args.resume}': the images in {run['images']} are not the ones the run "
+                                  "started with (files added, removed or renamed); start a new training")
+            start_weights = run.get("start_weights")
+        else:
+            missing = [flag for flag, value in (("--images", args.images), ("--masks", args.masks), ("--out", args.out))
+                       if value is None]
+            if missing:
+                raise _UsageError(f"{', '.join(missing)} required (or --resume MODEL_DIR to continue a stopped training)")
+            args.out = args.out.expanduser().resolve()
+            base = find_base_model(args.base_model) if args.base_model is not None else None
+            _check_arguments(args, base)
+            settings = settings_from(args, base)
+            _check_patch_size(settings.patch_size, settings)
+            images, masks, names = load_training_pairs(args.images, args.masks, settings.patch_size)
+            start_weights = base.weights if base is not None else None
+            run = {"images": str(args.images.expanduser().resolve()), "masks": str(args.masks.expanduser().resolve()),
+                   "names_digest": _names_digest(names)}
+    except (_UsageError, BaseModelError, TrainingDataError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     log(f"Found {len(names)} image/mask pairs with {sum(int(m.max()) for m in masks)} nuclei.")
+    if settings.precision == "bf16":
+        from .precision import native_bf16
+        if not native_bf16():
+            log("This CPU has no bf16 instructions (AVX512_BF16 or AMX): bf16 training is emulated and "
+                "slower than fp32 here.")
     if base is not None:
         log(f"Fine-tuning {base.folder.name} ({base.weights}), learning rate {settings.learning_rate:g}.")
 
@@ -177,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         from .train import StartWeightsError, train_model
 
     created = not args.out.exists()
-    if not created:
+    if not created and resume is None:
         _clear_model_folder(args.out)
     try:
-        result = train_model(images, masks, args.out, settings, log=log,
-                             start_weights=base.weights if base is not None else None)
+        result = train_model(images, masks, args.out, settings, log=log, start_weights=start_weights,
+                             resume=resume, run=run)
     except StartWeightsError as error:          # nothing trained: leave no half-made model folder
         _clear_model_folder(args.out)
         if created:
@@ -194,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                                        if saved else "before the first epoch finished; no model was saved"),
               file=sys.stderr)
         return 130
-    state = "stopped early (Ctrl-C), best weights kept" if result.interrupted else "finished"
+    state = ("stopped early (Ctrl-C), best weights kept; continue with: "
+             f"python -m stardist_v4d train --resume {result.model_dir}") if result.interrupted else "finished"
     log(f"Training {state} in {result.seconds / 60:.1f} min. Model folder: {result.model_dir}")
     log(f"Loss plot: {result.model_dir / 'loss.png'}")
     return 0

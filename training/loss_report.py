@@ -29,6 +29,7 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     epochs = range(1, len(history.get("loss", [])) + 1)
@@ -36,6 +37,7 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> Path:
     if history.get("val_loss"):
         ax.plot(range(1, len(history["val_loss"]) + 1), history["val_loss"], label="validation loss")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     ax.set_title(overfitting_verdict(history).split(":")[0])
     ax.legend()

@@ -39,6 +39,7 @@ class TrainSettings:
     seed: int = 42
     augment_scale: tuple[float, float] | None = None   # zoom range of half the patches, None = off
     augment_blur: float = 0.0                           # max extra blur sigma (px), 0 = off
+    precision: str = "fp32"                             # "bf16": Keras mixed_bfloat16 (see precision.py)
     extra_config: dict = field(default_factory=dict)
 
 
@@ -65,49 +66,26 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-class _EpochProgress:
-    """Keras callback printing one line per epoch with losses and an ETA.
+def _epoch_lines(epochs: int, first_epoch: int, log=print):
+    """Keras callback printing one line per epoch: losses, rate, seconds per step and an ETA."""
+    import keras
 
-    Also keeps the history itself, so a run stopped with Ctrl-C still gets its plot.
-    The line is printed when the next epoch begins (or training ends): Keras runs its
-    progress bar callback last, so a line printed at epoch end would land inside the bar.
-    """
+    class _Lines(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.monotonic()
 
-    def __init__(self, epochs: int, log=print) -> None:
-        import keras
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            elapsed = time.monotonic() - self.start
+            done = epoch + 1 - first_epoch
+            eta = elapsed / done * (epochs - epoch - 1)
+            steps = self.params.get("steps") or 1
+            log(f"epoch {epoch + 1}/{epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
+                f"rate {float(np.asarray(self.model.optimizer.learning_rate)):.2e}  "
+                f"{elapsed / done / steps:.2f} s/step  elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
 
-        class _Callback(keras.callbacks.Callback):
-            def on_train_begin(cb, logs=None):
-                self.start = time.monotonic()
-
-            def on_epoch_begin(cb, epoch, logs=None):
-                self.flush()
-
-            def on_train_end(cb, logs=None):
-                self.flush()
-
-            def on_epoch_end(cb, epoch, logs=None):
-                logs = logs or {}
-                for key in ("loss", "val_loss"):
-                    if key in logs:
-                        self.history.setdefault(key, []).append(float(logs[key]))
-                elapsed = time.monotonic() - self.start
-                eta = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
-                self.pending = (f"epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
-                                f"val_loss {logs.get('val_loss', float('nan')):.4f}  "
-                                f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
-
-        self.epochs, self.log = epochs, log
-        self.history: dict[str, list[float]] = {}
-        self.pending = ""
-        self.start = time.monotonic()
-        self.callback = _Callback()
-
-    def flush(self) -> None:
-        """Print the last finished epoch's line, if not printed yet."""
-        if self.pending:
-            self.log(self.pending)
-            self.pending = ""
+    return _Lines()
 
 
 def _tensorboard_available() -> bool:
@@ -125,24 +103,31 @@ def config_values(settings: TrainSettings) -> dict:
         unet_n_depth=settings.unet_n_depth, unet_n_filter_base=settings.unet_n_filter_base,
         train_patch_size=settings.patch_size, train_batch_size=settings.batch_size,
         train_epochs=settings.epochs, train_steps_per_epoch=settings.steps_per_epoch,
-        train_learning_rate=settings.learning_rate, train_tensorboard=_tensorboard_available())
+        train_learning_rate=settings.learning_rate, train_tensorboard=_tensorboard_available(),
+        train_reduce_lr=None)          # the rate follows schedule.cosine_rate instead
 
 
 def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Path,
                 settings: TrainSettings = TrainSettings(), log=print,
                 validation: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
-                start_weights: Path | None = None) -> TrainResult:
+                start_weights: Path | None = None, resume=None, run: dict | None = None) -> TrainResult:
     """Train on raw ``(Y, X)`` images and instance masks; write a model folder.
 
     ``start_weights`` (an ``.h5`` of the same architecture) continues training from an
-    earlier model instead of from random weights.
+    earlier model instead of from random weights. ``resume`` (a ``checkpoint.Checkpoint``
+    of this folder) continues a stopped run at its next epoch; ``run`` describes the
+    run for its checkpoint (data folders, ...), so ``train --resume`` can restart it.
 
     ``validation`` gives a separate validation set; otherwise ``settings.val_fraction``
     of the images are held out. The folder gets ``config.json``, ``weights_best.h5``,
     ``thresholds.json`` (optimized on the validation images), ``loss.png`` and
-    ``training.json`` (settings, history, verdict).
+    ``training.json`` (settings, history, verdict); ``checkpoint/`` while training runs.
     """
     from stardist.models import Config2D, StarDist2D
+
+    from . import checkpoint as checkpoints
+    from .fit import compile_with_xla, fit
+    from .precision import building_in, float32_outputs
 
     model_dir = Path(model_dir)
     started = time.monotonic()
@@ -155,48 +140,67 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         x_val, y_val = normalize_images(validation[0]), list(validation[1])
     log(f"Training on {len(images)} images, validating on {len(x_val)}.")
 
-    config = Config2D(**config_values(settings), **settings.extra_config)
-    model = StarDist2D(config, name=model_dir.name, basedir=str(model_dir.parent))
-    if start_weights is not None:
-        try:
-            model.keras_model.load_weights(str(start_weights))
-        except Exception as error:   # a wrong or broken file must not end in a Keras traceback
-            raise StartWeightsError(f"weights {start_weights} could not be loaded into this architecture "
-                                    f"({type(error).__name__}); are they from a model with the same config.json?") from None
-        log(f"Continuing from {start_weights}.")
-    model.prepare_for_training()
-    progress = _EpochProgress(settings.epochs, log)
-    model.callbacks.append(progress.callback)
+    import keras
+    keras.utils.set_random_seed(settings.seed)      # initial weights; numpy's global generator picks validation patches
+    augmenter = Augmenter(settings.seed, settings.augment_scale, settings.augment_blur)
+    if resume is None:
+        config = Config2D(**config_values(settings), **settings.extra_config)
+        with building_in(settings.precision):
+            model = StarDist2D(config, name=model_dir.name, basedir=str(model_dir.parent))
+        float32_outputs(model.keras_model)          # StarDist's losses and metrics take float32 predictions
+        if start_weights is not None:
+            try:
+                model.keras_model.load_weights(str(start_weights))
+            except Exception as error:   # a wrong or broken file must not end in a Keras traceback
+                raise StartWeightsError(f"weights {start_weights} could not be loaded into this architecture "
+                                        f"({type(error).__name__}); are they from a model with the same config.json?") from None
+            log(f"Continuing from {start_weights}.")
+        compile_with_xla(model, settings.epochs * settings.steps_per_epoch)
+        model.prepare_for_training()
+        first_epoch, history, best = 0, {}, None
+    else:
+        with building_in(settings.precision):
+            model = StarDist2D(None, name=model_dir.name, basedir=str(model_dir.parent))
+        float32_outputs(model.keras_model)
+        model.keras_model.load_weights(str(resume.weights))
+        compile_with_xla(model, settings.epochs * settings.steps_per_epoch)
+        model.prepare_for_training()
+        checkpoints.restore_optimizer(model.keras_model, resume)
+        first_epoch, history, best = resume.epochs_done, resume.history, resume.best_val_loss
+        log(f"Resuming at epoch {first_epoch + 1} of {settings.epochs}.")
 
+    run = dict(run or {}, settings={k: v for k, v in settings.__dict__.items()},
+               start_weights=str(start_weights) if start_weights is not None else None)
     interrupted = False
     try:
-        model.train(images, masks, validation_data=(x_val, y_val),
-                    augmenter=Augmenter(settings.seed, settings.augment_scale, settings.augment_blur), seed=settings.seed)
+        if first_epoch < settings.epochs:
+            fit(model, images, masks, (x_val, y_val), augmenter, settings, run, initial_epoch=first_epoch,
+                history=history, best_val_loss=best, extra_callbacks=[_epoch_lines(settings.epochs, first_epoch, log)])
     except KeyboardInterrupt:
         interrupted = True
-        log("")                   # end the progress bar's line
-        progress.flush()
-        best = model_dir / "weights_best.h5"
-        if not best.exists():
+        best_file = model_dir / "weights_best.h5"
+        if not best_file.exists():
             raise
         try:
             model.load_weights("weights_best.h5")
-            log(f"Interrupted: keeping the best weights so far ({best}).")
+            log(f"Interrupted: keeping the best weights so far ({best_file}); "
+                f"continue with: train --resume {model_dir}")
         except Exception:   # Ctrl-C while Keras was writing the file leaves it unreadable
-            model.keras_model.save_weights(str(best))
-            log(f"Interrupted while the best weights were being saved: keeping the current ones ({best}).")
+            model.keras_model.save_weights(str(best_file))
+            log(f"Interrupted while the best weights were being saved: keeping the current ones ({best_file}).")
 
     thresholds = dict(model.optimize_thresholds(x_val, y_val, optimize_kwargs={"verbose": 0}))
     (model_dir / "weights_now.h5").unlink(missing_ok=True)
-    history = progress.history
+    if not interrupted:
+        checkpoints.remove(model_dir)
     verdict = overfitting_verdict(history)
     plot_losses(history, model_dir / "loss.png")
     seconds = time.monotonic() - started
     (model_dir / "training.json").write_text(json.dumps({
         "settings": {k: v for k, v in settings.__dict__.items()},
-        "start_weights": str(start_weights) if start_weights is not None else None,
+        "start_weights": run["start_weights"], "data": {k: v for k, v in run.items() if k not in ("settings", "start_weights")},
         "history": history, "thresholds": thresholds, "verdict": verdict,
-        "interrupted": interrupted, "seconds": round(seconds, 1),
+        "interrupted": interrupted, "seconds": round(seconds + float(run.get("seconds_before", 0)), 1),
     }, indent=2, default=str))
     log(verdict)
     log(f"Thresholds (optimized on validation): prob {thresholds['prob']:.3f}, nms {thresholds['nms']:.2f}")
