@@ -32,6 +32,10 @@ class ConfigError(ValueError):
     """A setting is invalid; the message is one line meant for the user."""
 
 
+#: The model a run uses unless MODEL_NAME names another: shipped in ``models/``.
+DEFAULT_MODEL = "demo"
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs to know, already checked.
@@ -43,7 +47,7 @@ class Config:
     input_channel: int = 0
     output_ch_name: str = "StarDist"
     model2d_path: Path | None = None
-    model_name: str = "demo"
+    model_name: str = DEFAULT_MODEL
     current_time_point: bool = True
     time_point: int = 0
     first_plane: int = -1

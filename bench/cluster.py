@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stardist_v4d.config import DEFAULT_MODEL  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -47,7 +49,7 @@ def main() -> None:
     p.add_argument("--planes", type=int, default=16)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stardist_v4d_bench")
     args = p.parse_args()
     from crowded_stack import crowded_stack

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from stardist_v4d.config import DEFAULT_MODEL  # noqa: E402
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -187,7 +189,7 @@ def main() -> None:
     p.add_argument("--planes", type=int, default=10)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stardist_v4d_bench")
     args = p.parse_args()

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stardist_v4d.config import DEFAULT_MODEL  # noqa: E402
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--calibration", type=int, default=24, help="generated 512x512 planes to calibrate on")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stardist_v4d_bench")
     args = p.parse_args()

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stardist_v4d.config import DEFAULT_MODEL  # noqa: E402
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -171,7 +173,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--models", type=Path, default=HERE.parent / "models")
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--memory", action="store_true", help="(variants) sample peak anonymous memory")
     p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)   # set by variant_measured

@@ -70,11 +70,35 @@ def test_eval_dir_names_the_images_it_scores(tmp_path, monkeypatch, capsys):
     _, b = write_pair(tmp_path, "b.tif", "b_mask.tif", 1)
     truth = test_image_nuclei_2d(return_mask=True)[1]
     monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for", lambda *args, **kwargs: TruthModel([a, b, truth]))
-    assert evaluate.main(["--eval-dir", str(tmp_path)]) == 0
+    assert evaluate.main(["--eval-dir", str(tmp_path), "--stardist-image"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"Scoring 3 images: 2 from {tmp_path} (a_img, b) + "
                       "stardist.data.test_image_nuclei_2d() (ships with stardist).")
-    assert [line.split()[0] for line in out[2:]] == ["a_img", "b", "stardist.data.test_image_nuclei_2d", "pooled"]
+    table = out[2:out.index("")]
+    assert [line.split()[0] for line in table] == ["a_img", "b", "stardist.data.test_image_nuclei_2d",
+                                                   "pooled", "pooled", "pooled"]
+    assert table[3].startswith(f"pooled {tmp_path.name} ") and table[4].startswith("pooled stardist image")
+    assert table[5].startswith("pooled (all)")
+
+
+def test_a_users_folder_is_scored_and_pooled_alone_at_iou_05_to_09(tmp_path, monkeypatch, capsys):
+    _, a = write_pair(tmp_path, "a_img.tif", "a_mask.tif", 0)
+    _, b = write_pair(tmp_path, "b.tif", "b_mask.tif", 1)
+    shrunk = a.copy()
+    shrunk[np.roll(a, 3, axis=1) != a] = 0            # nucleus edges cut: matches at IoU 0.5, not at 0.9
+    monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for",
+                        lambda *args, **kwargs: TruthModel([shrunk, b]))
+    assert evaluate.main(["--eval-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Scoring 2 images: 2 from {tmp_path} (a_img, b)."
+    blank = out.index("")
+    assert [line.split()[0] for line in out[2:blank]] == ["a_img", "b", "pooled"]
+    header, row = out[blank + 1:]
+    assert header.split()[-5:] == ["0.5", "0.6", "0.7", "0.8", "0.9"]
+    aps = [float(v) for v in row.split()[-5:]]
+    assert aps[0] == 1.0                              # a's cut nuclei still overlap theirs at IoU ~0.75
+    assert abs(aps[-1] - 2 / 6) < 1e-3                # at 0.9 only b's 2 match: 2 / (2 TP + 2 FP + 2 FN)
+    assert all(x >= y for x, y in zip(aps, aps[1:]))
 
 
 def test_eval_dir_that_is_missing_or_unpaired_is_one_line_error(tmp_path, capsys):

@@ -260,14 +260,3 @@ def test_overfitting_verdict():
     assert overfitting_verdict({"loss": falling, "val_loss": rising}).startswith("Overfitting")
     assert overfitting_verdict({"loss": falling, "val_loss": falling}).startswith("No overfitting")
     assert overfitting_verdict({"loss": falling[:2], "val_loss": falling[:2]}).startswith("Too few epochs")
-
-
-def test_weight_average_is_the_elementwise_mean_and_refuses_other_architectures():
-    from stardist_v4d.training.weight_average import average_weights
-
-    a = [np.zeros((3, 3)), np.ones(2)]
-    b = [np.full((3, 3), 2.0), np.full(2, 3.0)]
-    mean = average_weights([a, b])
-    assert np.array_equal(mean[0], np.ones((3, 3))) and np.array_equal(mean[1], np.full(2, 2.0))
-    with pytest.raises(ValueError, match="architecture"):
-        average_weights([a, [np.zeros((3, 3)), np.ones(4)]])

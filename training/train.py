@@ -18,6 +18,11 @@ from .augment import Augmenter
 from .loss_report import overfitting_verdict, plot_losses
 
 
+#: Fewer pairs than this (a fine-tuning on one or two annotated images) are not split:
+#: every pair trains, and validates.
+MIN_PAIRS_TO_HOLD_OUT = 5
+
+
 class StartWeightsError(ValueError):
     """The weights to continue from do not load into the model being trained."""
 
@@ -132,7 +137,11 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
     model_dir = Path(model_dir)
     started = time.monotonic()
     images = normalize_images(images)
-    if validation is None:
+    if validation is None and len(images) < MIN_PAIRS_TO_HOLD_OUT:
+        x_val, y_val = images, masks
+        log(f"Only {len(images)} image/mask pair{'s' if len(images) > 1 else ''}: all train, and the validation loss "
+            f"and thresholds come from the same images (annotate {MIN_PAIRS_TO_HOLD_OUT} or more to hold some out).")
+    elif validation is None:
         train_idx, val_idx = split_validation(len(images), settings.val_fraction, settings.seed)
         x_val, y_val = [images[i] for i in val_idx], [masks[i] for i in val_idx]
         images, masks = [images[i] for i in train_idx], [masks[i] for i in train_idx]
