@@ -36,10 +36,12 @@ CHANNEL_STATISTICS = ("mean", "min", "max", "sum", "std")
 
 @dataclass(frozen=True)
 class Calibration:
-    """Pixel size ``(x, y)`` in micrometres, or None for pixel units; ring width in um (or px)."""
+    """Pixel size ``(x, y)`` in micrometres, or None for pixel units; ring width in um (or px);
+    the Z step in um, or None where unknown."""
 
     pixel_size_um: tuple[float, float] | None = None
     ring_um: float = 2.0
+    z_step_um: float | None = None          # distance between Z planes, for objects' volume and z
 
     @property
     def length_unit(self) -> str:
@@ -67,6 +69,7 @@ def column_names(n_channels: int, calibration: Calibration) -> list[str]:
     names = [c.format(**units) for c in SHAPE_COLUMNS]
     names += [f"{s}_c{k}" for k in range(n_channels) for s in CHANNEL_STATISTICS]
     names += [f"ring_mean_c{k}" for k in range(n_channels)]
+    names.append(f"ring_area_{units['A']}")
     return names
 
 
@@ -126,6 +129,10 @@ def measure_plane(labels: np.ndarray, channels: Sequence[np.ndarray],
     columns["probability"] = np.array([probabilities.get(int(i), np.nan) for i in present], np.float64)
 
     ring = ring_labels(labels, calibration.ring_px)
+    ring_where = np.flatnonzero(ring)
+    ring_ids = ring.ravel()[ring_where].astype(np.int64)
+    ring_counts = np.bincount(ring_ids, minlength=size)[:size][present]
+    columns[names[-1]] = ring_counts * sx * sy
     for k, channel in enumerate(channels):
         values = np.asarray(channel).ravel()
         inside = values[where].astype(np.float64)
@@ -136,7 +143,7 @@ def measure_plane(labels: np.ndarray, channels: Sequence[np.ndarray],
         columns[f"min_c{k}"], columns[f"max_c{k}"] = _per_label_extremes(ids, inside, size, present)
         columns[f"sum_c{k}"] = total
         columns[f"std_c{k}"] = np.sqrt(np.maximum(squares - mean * mean, 0.0))
-        columns[f"ring_mean_c{k}"] = _ring_means(ring, values, size, present)
+        columns[f"ring_mean_c{k}"] = _ring_means(ring_ids, values[ring_where], size, present, ring_counts)
     return {name: columns[name] for name in names}
 
 
@@ -312,11 +319,9 @@ def ring_labels(labels: np.ndarray, ring_px: float) -> np.ndarray:
     return grown
 
 
-def _ring_means(ring: np.ndarray, values: np.ndarray, size: int, present: np.ndarray) -> np.ndarray:
-    ring_flat = ring.ravel()
-    where = np.flatnonzero(ring_flat)
-    ids = ring_flat[where].astype(np.int64)
-    counts = np.bincount(ids, minlength=size)[:size]
-    totals = np.bincount(ids, weights=values[where].astype(np.float64), minlength=size)[:size]
+def _ring_means(ids: np.ndarray, values: np.ndarray, size: int, present: np.ndarray,
+                counts: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` (the ring's pixels, labelled ``ids``) per present label; NaN without a ring."""
+    totals = np.bincount(ids, weights=values.astype(np.float64), minlength=size)[:size][present]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(counts[present] > 0, totals[present] / counts[present], np.nan)
+        return np.where(counts > 0, totals / counts, np.nan)

@@ -4,18 +4,21 @@
 - ``unique``: no ID repeats anywhere in the run.
 - ``track_t``: an object keeps its ID from one time point to the next at the same Z
   when the two overlap with IoU >= ``iou``; new objects get new IDs.
-- ``link_z``: 2D objects overlapping (IoU >= ``iou``) across neighbouring planes of
-  one time point share one ID, so they read as 3D objects.
+- ``link_z``: slices of one nucleus in neighbouring planes of one time point share one
+  ID, so they read as 3D objects: the objects table's rule (overlap of at least half
+  the smaller slice, ``analysis.objects.Z_LINK_OVERLAP``).
 
 Memory stays at one plane: the walk order is chosen so that the plane an object is
 linked to is always the one segmented just before (time-major for ``link_z``,
-Z-major for ``track_t``). Matching is StarDist's own one-to-one ``matching``.
+Z-major for ``track_t``). Links are one-to-one (``analysis.objects.overlap_links``).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+from ..analysis.objects import Z_LINK_OVERLAP, overlap_links
 
 LABEL_ID_MODES = ("per_plane", "unique", "track_t", "link_z")
 
@@ -25,17 +28,6 @@ def walk_order(mode: str, time_points: Sequence[int], planes: Sequence[int]) -> 
     if mode == "track_t":
         return [(t, z) for z in planes for t in time_points]
     return [(t, z) for t in time_points for z in planes]
-
-
-def matched_ids(previous: np.ndarray, current: np.ndarray, iou: float) -> dict[int, int]:
-    """``{current ID: previous ID}`` for one-to-one matches with IoU >= ``iou``."""
-    from stardist.matching import matching
-
-    if not previous.any() or not current.any():
-        return {}
-    result = matching(previous, current, thresh=iou, report_matches=True)
-    pairs = [result.matched_pairs[i] for i in result.matched_tps]
-    return {int(cur): int(prev) for prev, cur in pairs}
 
 
 class LabelNumbering:
@@ -62,8 +54,10 @@ class LabelNumbering:
         if self.mode == "per_plane":
             return labels, {int(i): int(i) for i in plane_ids}
         links = {}
-        if self.mode in ("track_t", "link_z") and self._is_predecessor(t, z):
-            links = matched_ids(self._previous[2], labels, self.iou)
+        if self.mode == "track_t" and self._is_predecessor(t, z):
+            links = overlap_links(self._previous[2], labels, self.iou, "iou")
+        elif self.mode == "link_z" and self._is_predecessor(t, z):
+            links = overlap_links(self._previous[2], labels, Z_LINK_OVERLAP, "smaller")
         mapping: dict[int, int] = {}
         for plane_id in plane_ids:
             plane_id = int(plane_id)

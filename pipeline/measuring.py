@@ -9,7 +9,7 @@ or ``MEASUREMENTS_DIR``; a host that stores objects may attach the features to t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -25,7 +25,16 @@ Columns = dict[str, np.ndarray]
 def calibration_for(pixel_size_setting: tuple[float, float] | None,
                     file_pixel_size: Sequence[float | None], ring_um: float,
                     source: str) -> tuple[Calibration, str]:
-    """The pixel size measurements use, and one line saying where it came from."""
+    """The pixel size (and the file's Z step) measurements use, and one line saying where they came from."""
+    calibration, line = _xy_calibration(pixel_size_setting, file_pixel_size, ring_um, source)
+    z = file_pixel_size[2] if len(file_pixel_size) > 2 else None
+    if z is not None and np.isfinite(z) and z > 0:
+        return replace(calibration, z_step_um=float(z)), line
+    return calibration, line
+
+
+def _xy_calibration(pixel_size_setting: tuple[float, float] | None, file_pixel_size: Sequence[float | None],
+                    ring_um: float, source: str) -> tuple[Calibration, str]:
     if pixel_size_setting is not None:
         x, y = (float(v) for v in pixel_size_setting)
         return Calibration((x, y), ring_um), f"Measuring in um: pixel size {x:g} x {y:g} um (PIXEL_SIZE_UM)."

@@ -170,6 +170,8 @@ def test_ring_mean_is_the_ring_value_of_ring_um_over_pixel_size():
         own = ndi.distance_transform_edt(labels != label)
         mine = (labels == 0) & (own <= RING_PX)            # discs are far apart: one owner
         assert row_of(columns, label)["ring_mean_c0"] == pytest.approx(d[mine].mean(), rel=1e-12)
+        sy, sx = HALF_UM.spacing
+        assert row_of(columns, label)["ring_area_um2"] == pytest.approx(mine.sum() * sx * sy, rel=1e-12)
 
 
 def test_ring_width_follows_the_calibration_ring_um():
@@ -237,7 +239,7 @@ def test_uncalibrated_column_names_are_pixels_in_their_order():
                 "solidity", "probability",
                 "mean_c0", "min_c0", "max_c0", "sum_c0", "std_c0",
                 "mean_c1", "min_c1", "max_c1", "sum_c1", "std_c1",
-                "ring_mean_c0", "ring_mean_c1"]
+                "ring_mean_c0", "ring_mean_c1", "ring_area_px2"]
     assert column_names(2, Calibration(None)) == expected
     columns = measure_plane(disc_plane(), [np.ones((220, 220))] * 2, None, Calibration(None),
                             time_point=3, z=5)
@@ -250,7 +252,7 @@ def test_calibrated_column_names_are_micrometres():
     names = column_names(1, HALF_UM)
     assert names[3:10] == ["centroid_x_um", "centroid_y_um", "area_um2", "perimeter_um",
                            "roundness", "major_axis_um", "minor_axis_um"]
-    assert names[-1] == "ring_mean_c0"
+    assert names[-2:] == ["ring_mean_c0", "ring_area_um2"]
 
 
 def test_anisotropic_pixels_scale_area_and_each_centroid_axis():
