@@ -47,6 +47,8 @@ UNIT_SUFFIXES = (
     ("_um_per_s", "um per s"),
     ("_per_mm2", "per mm2"),
     ("_per_px2", "per px2"),
+    ("_um3", "um3"),
+    ("_voxels", "voxels"),
     ("_um2", "um2"),
     ("_px2", "px2"),
     ("_um", "um"),
@@ -56,7 +58,7 @@ UNIT_SUFFIXES = (
 #: Words written differently from their snake_case spelling.
 SPECIAL_WORDS = {"id": "ID", "x": "X", "y": "Y", "z": "Z"}
 #: Per-channel columns: ``mean_c0``, ``ring_mean_c1``, ...
-_CHANNEL_COLUMN = re.compile(r"(mean|min|max|sum|std|ring_mean)_c(\d+)")
+_CHANNEL_COLUMN = re.compile(r"(mean|min|max|sum|std|ring_mean|integrated|ring_integrated)_c(\d+)")
 _INVALID_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 #: Integers beyond this lose digits as Excel numbers (15 significant digits); kept as text.
 _EXACT_INTEGER_LIMIT = 10 ** 15

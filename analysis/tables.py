@@ -20,7 +20,8 @@ from .measure import Calibration
 PARTIAL_SUFFIX = ".partial"
 #: Columns that hold whole numbers (written without a decimal point).
 INTEGER_COLUMNS = frozenset({"time_point", "z", "label", "nuclei", "track_id", "first_time_point",
-                             "last_time_point", "time_points"})
+                             "last_time_point", "time_points", "object_id", "first_z", "last_z", "planes",
+                             "cut_by_z_range"})
 
 
 def planes_columns(calibration: Calibration) -> list[str]:
@@ -133,6 +134,10 @@ class TablePaths:
         return self.file("planes.csv")
 
     @property
+    def objects(self) -> Path:
+        return self.file("objects.csv")
+
+    @property
     def tracks(self) -> Path:
         return self.file("tracks.csv")
 
@@ -150,5 +155,5 @@ class TablePaths:
         ``.partial`` tables are not counted: they belong to the output's ``.partial``,
         which the host resumes (or replaces) on its own terms.
         """
-        paths = [self.nuclei, self.planes, self.workbook] + ([self.tracks] if with_tracks else [])
+        paths = [self.nuclei, self.planes, self.objects, self.workbook] + ([self.tracks] if with_tracks else [])
         return [p for p in paths if p.exists()] + ([self.plots] if self.plots.exists() else [])

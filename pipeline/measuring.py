@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..analysis.measure import Calibration, measure_plane
+from ..analysis.objects import ObjectBuilder
 from ..analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
 from ..analysis.tracks import TrackBuilder
 
@@ -108,6 +109,8 @@ class RunMeasurements:
     overlay: Overlay | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
     resume: Mapping | None = None            # ``state()`` recorded with an earlier run's last plane
+    z_planes: tuple[int, ...] = ()           # the run's Z planes; objects through Z when more than one
+    replay: Callable[[int, int], tuple[np.ndarray, list[np.ndarray]]] | None = None   # a written plane + channels
 
     def __post_init__(self) -> None:
         from ..analysis.measure import column_names
@@ -117,6 +120,13 @@ class RunMeasurements:
         self.nuclei = CsvTable(self.paths.nuclei, column_names(len(self.channel_names), self.calibration),
                                sizes.get("nuclei"))
         self.planes = CsvTable(self.paths.planes, planes_columns(self.calibration), sizes.get("planes"))
+        self.objects: CsvTable | None = None
+        self.object_builder: ObjectBuilder | None = None
+        if len(self.z_planes) > 1:
+            self.object_builder = ObjectBuilder(self.calibration, len(self.channel_names), self.z_planes)
+            self.objects = CsvTable(self.paths.objects, self.object_builder.columns, sizes.get("objects"))
+            if self.resume:
+                self._replay_open_time_point()
         self.tracks: CsvTable | None = None
         self.track_builder: TrackBuilder | None = None
         if self.with_tracks:
@@ -125,13 +135,29 @@ class RunMeasurements:
             if self.resume and "tracks" in self.resume:
                 self.track_builder.restore(self.resume["tracks"])
 
+    def _replay_open_time_point(self) -> None:
+        """A resumed run stopped inside a time point: its done planes build their objects again.
+
+        Read back from the output and the input and measured as the first run measured them,
+        so the objects of that time point come out as an undisturbed run's.
+        """
+        done = [tuple(step) for step in self.resume.get("planes", [])]
+        if not done or self.replay is None:
+            return
+        t, last = done[-1]
+        if last == self.z_planes[-1]:
+            return                                   # stopped between time points: nothing open
+        for z in self.z_planes[: self.z_planes.index(last) + 1]:
+            labels, channels = self.replay(t, z)
+            self.object_builder.add_plane(t, z, labels, measure_plane(labels, channels, None, self.calibration, t, z))
+
     def state(self) -> dict:
         """Table sizes and open tracks after the last plane: a resumed run starts from them.
 
         Called as each plane is recorded complete; a stopped run's tables are cut back
         to these sizes, so they hold exactly the rows of the complete planes.
         """
-        tables = {"nuclei": self.nuclei, "planes": self.planes, "tracks": self.tracks}
+        tables = {"nuclei": self.nuclei, "planes": self.planes, "objects": self.objects, "tracks": self.tracks}
         state: dict = {"tables": {k: t.size for k, t in tables.items() if t is not None}}
         if self.track_builder is not None:
             state["tracks"] = self.track_builder.state()
@@ -141,7 +167,7 @@ class RunMeasurements:
     def _cut_back(self) -> None:
         """Drop rows appended after the last complete plane (a plane that failed mid-way)."""
         committed = getattr(self, "_committed", None)
-        tables = {"nuclei": self.nuclei, "planes": self.planes, "tracks": self.tracks}
+        tables = {"nuclei": self.nuclei, "planes": self.planes, "objects": self.objects, "tracks": self.tracks}
         for name, table in tables.items():
             if table is not None and committed is not None and name in committed:
                 table.cut_back(committed[name])
@@ -155,6 +181,10 @@ class RunMeasurements:
         """
         self.nuclei.append(columns)
         self.planes.append(plane_summary(time_point, z, columns, self.calibration, self.plane_shape))
+        if self.object_builder is not None:
+            finished = self.object_builder.add_plane(time_point, z, labels() if callable(labels) else labels, columns)
+            if finished is not None:
+                self.objects.append(finished)
         if self.track_builder is not None:
             finished = self.track_builder.add_plane(time_point, z, columns)
             if finished is not None:
@@ -193,7 +223,7 @@ class RunMeasurements:
 
     def discard(self) -> None:
         """Close and delete the unfinished tables (a run that failed on bad input)."""
-        for table in (self.nuclei, self.planes, self.tracks):
+        for table in (self.nuclei, self.planes, self.objects, self.tracks):
             if table is not None:
                 table.finish(False).unlink(missing_ok=True)
 
@@ -205,15 +235,18 @@ class RunMeasurements:
             remaining = self.track_builder.finish()
             if remaining is not None:
                 self.tracks.append(remaining)
-        tables = {"Nuclei": self.nuclei, "Planes": self.planes}
+        tables = {"Objects": self.objects} if self.objects is not None else {}
+        tables.update({"Nuclei": self.nuclei, "Planes": self.planes})
         if self.tracks is not None:
             tables["Tracks"] = self.tracks
         where = {sheet: table.finish(completed) for sheet, table in tables.items()}
         if not completed:
             return [f"Measurements of the {self.planes.rows} complete plane(s) are kept in "
                     f"{where['Nuclei']} (and the other .partial tables)."]
-        notes = [f"{self.nuclei.rows} nuclei measured: {where['Nuclei'].name}, "
-                 + ", ".join(p.name for s, p in where.items() if s != "Nuclei")
+        counted = (f"{self.objects.rows} nuclei through Z ({self.nuclei.rows} slices) measured: "
+                   f"{where['Objects'].name}, " if self.objects is not None else
+                   f"{self.nuclei.rows} nuclei measured: ")
+        notes = [counted + ", ".join(p.name for s, p in where.items() if s != "Objects")
                  + f" in {self.paths.folder}"]
         if self.plots:                         # PLOTS = False: the CSV tables only
             notes += self._workbook_and_plots(where, read_plane)
@@ -233,13 +266,16 @@ class MeasurePlan:
     time_increment_s: float | None = None
     plots: bool = True
     overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
+    planes: tuple[int, ...] = ()             # the run's Z planes, bottom to top
 
     def start(self, settings: Mapping[str, str], resume: Mapping | None = None,
-              written: Callable[[int, int], np.ndarray] | None = None) -> RunMeasurements | None:
+              written: Callable[[int, int], np.ndarray] | None = None,
+              channels: Callable[[int, int], list[np.ndarray]] | None = None) -> RunMeasurements | None:
         """Open the tables (once the output exists); None when no files are written.
 
         ``resume`` continues an earlier run's tables (``RunMeasurements.state()``);
-        ``written`` reads back a plane it wrote, for the overlay picture.
+        ``written`` reads back a plane it wrote, for the overlay picture and the objects of
+        a time point the earlier run left unfinished; ``channels`` reads that plane's input.
         """
         if self.paths is None:
             return None
@@ -247,9 +283,17 @@ class MeasurePlan:
         if resume and overlay is not None and written is not None and \
                 (overlay.time_point, overlay.z) in {tuple(p) for p in resume.get("planes", [])}:
             overlay.labels = written(overlay.time_point, overlay.z)
+        replay = None
+        if written is not None and channels is not None:
+            replay = lambda t, z: (written(t, z), channels(t, z))   # noqa: E731
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
                                self.with_tracks, self.time_increment_s, self.plots, overlay, settings,
-                               resume)
+                               resume, self.planes if self.objects_through_z else (), replay)
+
+    @property
+    def objects_through_z(self) -> bool:
+        """Objects are built when the run covers several planes, walked time point by time point."""
+        return len(self.planes) > 1 and not self.with_tracks
 
     def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
         """Per label, the features the host attaches to objects (None when it attaches none)."""
@@ -290,4 +334,4 @@ def measure_plan(config, host, plan) -> MeasurePlan | None:
     planes = plan.planes
     return MeasurePlan(calibration, tuple(info.channel_names), info.plane_shape, paths, attach,
                        with_tracks, info.time_increment_s, config.plots,
-                       (plan.time_points[0], planes[len(planes) // 2]) if planes else None)
+                       (plan.time_points[0], planes[len(planes) // 2]) if planes else None, tuple(planes))

@@ -182,6 +182,16 @@ def nuclei_from(details: dict, run_ids: dict[int, int],
             for k in range(len(coords)) if k + 1 in run_ids]
 
 
+def counted(summary: RunSummary, plan: Plan, tables) -> str:
+    """The run's count in words: nuclei through Z once each where objects were built, else slices."""
+    objects = getattr(tables, "objects", None)
+    if objects is not None:
+        return f"{objects.rows} nuclei ({summary.total_nuclei} slices)"
+    if len(plan.planes) > 1:
+        return f"{summary.total_nuclei} nucleus slices in {len(plan.planes)} planes a time point"
+    return f"{summary.total_nuclei} nuclei"
+
+
 def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
     """Segment every planned plane of ``host`` into a new label channel.
 
@@ -243,8 +253,10 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     output = host.add_channel(config.output_ch_name, plan.output_dtype, description=record)
     summary.output_channel = output.channel
     restore_numbering(numbering, resume, host)
-    tables = None if measuring is None else measuring.start(record, resume.measurements(),
-                                                            host.read_output_plane)
+    size_c = host.dataset_info().size_c
+    tables = None if measuring is None else measuring.start(
+        record, resume.measurements(), host.read_output_plane,
+        lambda t, z: [host.read_plane(c, t, z) for c in range(size_c)])
     completed = False
     planes = plane_stream(config, host, plan, model, normalizer, pending, measuring,
                           resume.left(steps))
@@ -291,7 +303,7 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
                 completed, lambda t, z: host.read_plane(plan.channel, t, z)))
         summary.seconds = time.monotonic() - started
         host.log(f"{'Done' if completed else 'Stopped'}: {summary.planes_done} of {len(steps)} planes, "
-                 f"{summary.total_nuclei} nuclei in {summary.seconds:.1f} s -> {summary.output.location}")
+                 f"{counted(summary, plan, tables)} in {summary.seconds:.1f} s -> {summary.output.location}")
         for note in summary.output.notes:
             host.log(note)
     return summary

@@ -118,7 +118,9 @@ def test_plane_counts_equal_the_run_summary_and_every_plane_has_a_row(measured_r
 def test_workbook_has_the_tables_in_words_and_the_run_settings(measured_run):
     folder = measured_run[3]
     book = openpyxl.load_workbook(folder / "out_measurements.xlsx", read_only=True)
-    assert book.sheetnames == ["Nuclei", "Planes", "Settings"]
+    assert book.sheetnames == ["Objects", "Nuclei", "Planes", "Settings"]      # objects: nuclei through Z
+    objects_header = [c.value for c in next(book["Objects"].iter_rows(max_row=1))]
+    assert {"Projected area (um2)", "Projected roundness", "Volume (voxels)", "Integrated GFP"} <= set(objects_header)  # no Z step in the file
     header = [c.value for c in next(book["Nuclei"].iter_rows(max_row=1))]
     assert {"Area (um2)", "Mean Hoechst", "Mean GFP", "Ring mean GFP", "Roundness"} <= set(header)
     rows = list(book["Nuclei"].iter_rows(min_row=2, values_only=True))
@@ -139,8 +141,12 @@ def test_plots_are_non_empty_pictures(measured_run):
 
 
 def test_measurement_files_are_listed_at_the_end_of_the_run(measured_run):
-    notes = measured_run[0].output.notes
-    assert any("nuclei measured: out_nuclei.csv, out_planes.csv" in n for n in notes)
+    summary, _, _, folder = measured_run
+    notes = summary.output.notes
+    objects, slices = len(pd.read_csv(folder / "out_objects.csv")), len(pd.read_csv(folder / "out_nuclei.csv"))
+    assert any(f"{objects} nuclei through Z ({slices} slices) measured: out_objects.csv, out_nuclei.csv, "
+               "out_planes.csv" in n for n in notes)
+    assert objects < slices
     assert any("out_measurements.xlsx" in n for n in notes)
 
 
@@ -152,7 +158,7 @@ def test_measure_false_writes_no_table_workbook_or_plot(tmp_path, models_dir):
 def test_plots_false_writes_the_csv_tables_only(tmp_path, models_dir):
     segment(tmp_path, models_dir, plots=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "in.ome.tif", "out.ome.tif", "out_nuclei.csv", "out_planes.csv", "out_rois.zip"]
+        "in.ome.tif", "out.ome.tif", "out_nuclei.csv", "out_objects.csv", "out_planes.csv", "out_rois.zip"]
 
 
 def test_unknown_pixel_size_is_said_once_and_columns_are_in_pixels(tmp_path, models_dir, capsys):

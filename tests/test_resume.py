@@ -119,6 +119,35 @@ def test_a_run_killed_after_k_planes_resumes_to_the_same_bytes(tmp_path, models_
     assert leftovers == []
 
 
+OBJECT_OUTPUTS = ("out.ome.tif", "out_nuclei.csv", "out_planes.csv", "out_objects.csv")
+
+
+@pytest.fixture(scope="module")
+def undisturbed_objects(tmp_path_factory, models_dir):
+    """A link_z run (objects through Z are built) that nobody stopped."""
+    folder = tmp_path_factory.mktemp("undisturbed_objects")
+    write_input(folder)
+    done = segment(folder, models_dir, label_ids="link_z")
+    assert "COMPLETED" in done.stdout, done.stderr[-3000:]
+    return {name: (folder / name).read_bytes() for name in OBJECT_OUTPUTS}, folder / "in.ome.tif"
+
+
+@pytest.mark.parametrize("kill_at, mode", [(4, "after-commit"), (6, "before-commit")])
+def test_a_run_killed_inside_a_time_point_resumes_to_the_same_objects(tmp_path, models_dir, undisturbed_objects,
+                                                                      kill_at, mode):
+    """Killed with planes of a time point done and others not: its objects are rebuilt from the written planes."""
+    reference, source = undisturbed_objects
+    shutil.copy2(source, tmp_path / "in.ome.tif")
+    killed = segment(tmp_path, models_dir, kill_at, mode, label_ids="link_z")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = segment(tmp_path, models_dir, label_ids="link_z")
+    assert "COMPLETED" in resumed.stdout, resumed.stderr[-3000:]
+    for name in OBJECT_OUTPUTS:
+        assert (tmp_path / name).read_bytes() == reference[name], name
+    objects = (tmp_path / "out_objects.csv").read_text().splitlines()
+    assert len(objects) > 3 and {row.split(",")[0] for row in objects[1:]} == {"0", "1", "2"}
+
+
 def test_a_rerun_with_other_settings_refuses_to_mix_and_overwrite_starts_afresh(tmp_path, models_dir, undisturbed):
     reference, source = undisturbed
     shutil.copy2(source, tmp_path / "in.ome.tif")
