@@ -21,7 +21,8 @@ import numpy as np
 class CellStack:
     labels: np.ndarray            # (T, Z, Y, X) uint16, a cell's track ID in every voxel
     image: np.ndarray             # (T, Z, Y, X) float32, bright nuclei on a dim background
-    truth: list[tuple]            # (t, cell, parent, z, y, x, ry, rx, rz) per cell per time point
+    truth: list[tuple]            # (t, cell, parent, z, y, x, ry, rx, rz) per cell per time point, as drawn
+    truth_all: list[tuple]        # the same with the missed detection (a cell that was there, not drawn)
     divisions: list[tuple[int, int, int, int]]   # (time point of the daughters, mother, daughter, daughter)
 
 
@@ -64,7 +65,7 @@ def cell_stack(seed: int = 0, size_t: int = 3, shape: tuple[int, int, int] = (12
             next_id += 1
     labels = np.zeros((size_t,) + shape, np.uint16)
     image = np.zeros((size_t,) + shape, np.float32)
-    truth, division_list = [], []
+    truth, truth_all, division_list = [], [], []
     dividing = set(c["id"] for c in cells[:divisions])
     for t in range(size_t):
         if t > 0:
@@ -91,5 +92,6 @@ def cell_stack(seed: int = 0, size_t: int = 3, shape: tuple[int, int, int] = (12
         shown = [c for k, c in enumerate(cells) if missed is None or (t, k) != missed]
         _draw(labels[t], image[t], shown, rng)
         truth += [(t, c["id"], c["parent"], c["z"], c["y"], c["x"], c["ry"], c["rx"], c["rz"]) for c in shown]
+        truth_all += [(t, c["id"], c["parent"], c["z"], c["y"], c["x"], c["ry"], c["rx"], c["rz"]) for c in cells]
     noise = np.random.default_rng(seed + 1).normal(0.05, 0.01, image.shape).astype(np.float32)
-    return CellStack(labels, image + noise, truth, division_list)
+    return CellStack(labels, image + noise, truth, truth_all, division_list)

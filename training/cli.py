@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", type=Path, dest="base_model", metavar="MODEL_DIR",
                         help="fine-tune this model folder (or a shipped model's name, e.g. demo) "
                              "instead of starting from random weights")
-    parser.add_argument("--epochs", type=int, default=40, help="default: %(default)s")
+    parser.add_argument("--epochs", type=int, help=f"default: {TrainSettings.epochs}; with --resume: a new planned "
+                        "length for the stopped run (the learning rate follows the new plan from the next epoch)")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="default: %(default)s")
     parser.add_argument("--patch-size", type=int, nargs=2, default=(256, 256), metavar=("Y", "X"),
                         help="training patch in pixels, a multiple of 2^unet-depth x grid (default: 256 256)")
@@ -115,7 +117,8 @@ def settings_from(args: argparse.Namespace, base: BaseModel | None) -> TrainSett
     learning_rate = args.learning_rate
     if learning_rate is None:
         learning_rate = FINE_TUNE_LEARNING_RATE if base is not None else TrainSettings.learning_rate
-    return TrainSettings(patch_size=tuple(args.patch_size), batch_size=args.batch_size, epochs=args.epochs,
+    return TrainSettings(patch_size=tuple(args.patch_size), batch_size=args.batch_size,
+                         epochs=args.epochs if args.epochs is not None else TrainSettings.epochs,
                          steps_per_epoch=args.steps_per_epoch, learning_rate=learning_rate,
                          val_fraction=args.val_fraction, seed=args.seed, precision=args.precision, **architecture,
                          **augmentation_settings(args))
@@ -208,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             resume, run = _resume_arguments(args)
             args.out = args.resume.expanduser().resolve()
             settings = _settings_from_run(run)
+            if args.epochs is not None:
+                if args.epochs <= resume.epochs_done:
+                    raise _UsageError(f"--epochs {args.epochs}: the run has done {resume.epochs_done} epochs already; "
+                                      f"give more, or leave --epochs out to finish its {settings.epochs}")
+                log(f"Planned length changed from {settings.epochs} to {args.epochs} epochs.")
+                settings = replace(settings, epochs=args.epochs)
             base = None
             images, masks, names = load_training_pairs(Path(run["images"]), Path(run["masks"]), settings.patch_size)
             if _names_digest(names) != run["names_digest"]:

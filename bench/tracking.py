@@ -1,0 +1,141 @@
+"""Tracking cells: the LAP tracker against overlap linking, on generated 3D + time stacks with known truth.
+
+    python bench/tracking.py [--stacks 5] [--time-points 6] [--cells 14] [--max-step 1.0]
+
+Each stack (``tests/cell_stacks.py``): ellipsoidal nuclei spanning 3-8 planes, moving up
+to ``--max-step`` nuclear radii per time point, two divisions and one missed detection.
+The nuclei are joined through Z into objects (``analysis.objects``, from the true labels:
+this measures the trackers, not a segmentation) and linked over time by:
+
+- ``LAP``: ``analysis.tracking.track`` (laptrack: gap closing over one time point,
+  divisions), maximum distance one median nucleus diameter (the default);
+- ``overlap``: today's overlap linking (an object continues the object it overlaps most
+  at the time point before, IoU >= 0.3 in 3D, one-to-one; no gaps, no divisions).
+
+Prints, per tracker and pooled over the stacks: the CTC TRA score (AOGM with weights
+NS 5, FN 10, FP 1, ED 1, EA 1.5, EC 1; detections are the truth's, so NS = FP = EC = 0
+and the missed detection costs both trackers the same), link precision and recall,
+and divisions found.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from cell_stacks import cell_stack  # noqa: E402
+
+from stardist_v4d.analysis.measure import Calibration, measure_plane  # noqa: E402
+from stardist_v4d.analysis.objects import ObjectBuilder, overlap_links  # noqa: E402
+from stardist_v4d.analysis.tracking import TrackingSettings, default_max_distance, track  # noqa: E402
+
+CAL = Calibration((1.0, 1.0), z_step_um=1.0)
+
+
+def objects_of(stack) -> pd.DataFrame:
+    """The objects table of the stack's true labels, with each object's true cell ID."""
+    size_t, size_z = stack.labels.shape[:2]
+    builder = ObjectBuilder(CAL, 1, list(range(size_z)))
+    rows = []
+    for t in range(size_t):
+        for z in range(size_z):
+            labels = stack.labels[t, z]
+            finished = builder.add_plane(t, z, labels, measure_plane(labels, [stack.image[t, z]], None, CAL, t, z))
+            if finished is not None:
+                rows.append(pd.DataFrame(finished))
+    table = pd.concat(rows, ignore_index=True)
+    table["cell"] = table["label_id"].astype(int)             # true labels: one cell ID per object
+    return table
+
+
+def lap_links(objects: pd.DataFrame) -> set[tuple[tuple[int, int], tuple[int, int]]]:
+    spots = objects.rename(columns={"centroid_x_um": "x", "centroid_y_um": "y", "centroid_z_um": "z"})
+    distance = default_max_distance(spots["projected_area_um2"].to_numpy())
+    linked, tracks = track(spots, ["x", "y", "z"], TrackingSettings(), distance)
+    links = set()
+    by_track = {tid: g.sort_values("time_point") for tid, g in linked.groupby("track_id")}
+    for tid, points in by_track.items():
+        keys = list(zip(points["time_point"], points["object_id"]))
+        links |= set(zip(keys, keys[1:]))
+        parent = tracks.loc[tracks["track_id"] == tid, "parent_track_id"].iloc[0]
+        if not np.isnan(parent):
+            last = by_track[int(parent)].iloc[-1]
+            links.add(((last["time_point"], last["object_id"]), keys[0]))
+    return {((int(a[0]), int(a[1])), (int(b[0]), int(b[1]))) for a, b in links}
+
+
+def overlap_links_3d(stack, objects: pd.DataFrame) -> set:
+    """Today's overlap rule on whole objects: IoU >= 0.3 with the time point before, one-to-one."""
+    links = set()
+    for t in range(1, stack.labels.shape[0]):
+        before, now = stack.labels[t - 1], stack.labels[t]
+        for current, previous in overlap_links(before.reshape(-1, before.shape[-1]),
+                                               now.reshape(-1, now.shape[-1]), 0.3, "iou").items():
+            a = objects[(objects["time_point"] == t - 1) & (objects["cell"] == previous)]["object_id"]
+            b = objects[(objects["time_point"] == t) & (objects["cell"] == current)]["object_id"]
+            if len(a) and len(b):
+                links.add(((t - 1, int(a.iloc[0])), (t, int(b.iloc[0]))))
+    return links
+
+
+def truth_graph(stack, objects: pd.DataFrame):
+    """True nodes ``(t, cell)`` (the missed one included) and edges, in object IDs where detected."""
+    nodes = {(t, cell) for t, cell, *_ in stack.truth_all}
+    edges = set()
+    for t, cell, parent, *_ in stack.truth_all:
+        if (t - 1, cell) in nodes:
+            edges.add(((t - 1, cell), (t, cell)))
+        elif parent and (t - 1, parent) in nodes:
+            edges.add(((t - 1, parent), (t, cell)))
+    to_object = {(int(r.time_point), int(r.cell)): (int(r.time_point), int(r.object_id)) for r in objects.itertuples()}
+    return nodes, edges, to_object
+
+
+def score(links: set, stack, objects: pd.DataFrame) -> dict:
+    nodes, edges, to_object = truth_graph(stack, objects)
+    true_links = {(to_object[a], to_object[b]) for a, b in edges if a in to_object and b in to_object}
+    detected_edges = {(to_object.get(a), to_object.get(b)) for a, b in edges}
+    false_negatives = len(nodes) - len(to_object)
+    edges_to_delete = len(links - true_links)
+    edges_to_add = len([e for e in detected_edges if e not in links])
+    aogm = 10 * false_negatives + 1 * edges_to_delete + 1.5 * edges_to_add
+    aogm0 = 10 * len(nodes) + 1.5 * len(edges)
+    divisions = [((t - 1, m), (t, d)) for t, m, d1, d2 in stack.divisions for d in (d1, d2)]
+    found = sum(1 for a, b in divisions if (to_object.get(a), to_object.get(b)) in links)
+    return {"tra": 1 - min(aogm, aogm0) / aogm0, "tp": len(links & true_links), "links": len(links),
+            "true": len(true_links), "divisions": found, "division_links": len(divisions)}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stacks", type=int, default=5)
+    parser.add_argument("--time-points", type=int, default=6)
+    parser.add_argument("--cells", type=int, default=14)
+    parser.add_argument("--max-step", type=float, default=1.0, help="largest move per time point, in nuclear radii")
+    args = parser.parse_args(argv)
+    totals = {"LAP": [], "overlap": []}
+    for seed in range(args.stacks):
+        stack = cell_stack(seed=100 + seed, size_t=args.time_points, shape=(12, 160, 160), n_cells=args.cells,
+                           max_step=args.max_step, divisions=2, missed=(args.time_points // 2, 3))
+        objects = objects_of(stack)
+        for name, links in (("LAP", lap_links(objects)), ("overlap", overlap_links_3d(stack, objects))):
+            result = score(links, stack, objects)
+            totals[name].append(result)
+            print(f"stack {seed}: {name:8s} TRA {result['tra']:.3f}  links {result['tp']}/{result['true']} true, "
+                  f"{result['links'] - result['tp']} wrong; divisions {result['divisions']}/{result['division_links']}")
+    print(f"\n{'tracker':8s} {'TRA':>6s} {'precision':>9s} {'recall':>7s} {'division links':>15s}")
+    for name, results in totals.items():
+        tp, links, true = (sum(r[k] for r in results) for k in ("tp", "links", "true"))
+        div, div_all = sum(r["divisions"] for r in results), sum(r["division_links"] for r in results)
+        print(f"{name:8s} {np.mean([r['tra'] for r in results]):6.3f} {tp / max(links, 1):9.3f} "
+              f"{tp / max(true, 1):7.3f} {div:>7d} / {div_all}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
