@@ -73,6 +73,9 @@ class Config:
     block_overlap: int = 128
     measure: bool = True
     ring_um: float = 2.0
+    track_max_distance_um: float | None = None
+    track_gap_frames: int = 1
+    track_divisions: bool = True
     pixel_size_um: tuple[float, float] | None = None
     plots: bool = True
     measurements_dir: Path | None = None
@@ -117,6 +120,8 @@ FLAGS = {  # constant -> flag, so messages can name both
     "SCHEDULER": "--scheduler", "SCHEDULER_TIMEOUT_S": "--scheduler-timeout-s", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
     "MEASURE": "--measure/--no-measure", "RING_UM": "--ring-um", "PIXEL_SIZE_UM": "--pixel-size-um",
     "PLOTS": "--plots/--no-plots", "MEASUREMENTS_DIR": "--measurements-dir", "CHECK_ONLY": "--check",
+    "TRACK_MAX_DISTANCE_UM": "--track-max-distance-um", "TRACK_GAP_FRAMES": "--track-gap-frames",
+    "TRACK_DIVISIONS": "--track-divisions/--no-track-divisions",
 }
 
 
@@ -279,7 +284,7 @@ def check_scheduler_settings(config: Config) -> None:
 
 
 def check_measure_settings(config: Config) -> None:
-    """MEASURE, RING_UM, PIXEL_SIZE_UM, PLOTS, MEASUREMENTS_DIR."""
+    """MEASURE, RING_UM, PIXEL_SIZE_UM, PLOTS, MEASUREMENTS_DIR, TRACK_*."""
     for name in ("MEASURE", "PLOTS"):
         if not isinstance(getattr(config, name.lower()), bool):
             raise _fail(name, getattr(config, name.lower()), "must be True or False")
@@ -289,6 +294,14 @@ def check_measure_settings(config: Config) -> None:
     if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2
                                  and all(_is_number(v) and 0 < v <= 1000 for v in size)):
         raise _fail("PIXEL_SIZE_UM", size, "must be None (the file's) or two sizes in um (x, y) above 0, e.g. (0.5, 0.5)")
+    distance = config.track_max_distance_um
+    if distance is not None and not (_is_number(distance) and 0 < distance <= 10_000):
+        raise _fail("TRACK_MAX_DISTANCE_UM", distance, "must be None (one nucleus diameter) or a distance in um "
+                    "above 0 and at most 10000, e.g. 8")
+    if not _is_int(config.track_gap_frames) or not 0 <= config.track_gap_frames <= 10:
+        raise _fail("TRACK_GAP_FRAMES", config.track_gap_frames, "must be a whole number from 0 (no gap closing) to 10")
+    if not isinstance(config.track_divisions, bool):
+        raise _fail("TRACK_DIVISIONS", config.track_divisions, "must be True or False")
     folder = config.measurements_dir
     if folder is not None:
         if not isinstance(folder, (str, Path)) or not str(folder).strip():

@@ -119,6 +119,14 @@ def build_parser(defaults: Config, prog: str | None = None) -> argparse.Argument
             "outline overlay) [default]", "the CSV tables only: no workbook, no pictures")
     p.add_argument("--measurements-dir", type=Path, help="folder for the tables and plots "
                    "(default: beside the output)")
+    p.add_argument("--track-max-distance-um", type=float, metavar="UM",
+                   help="tracks over time: the farthest a nucleus may move between time points, in um "
+                        "(px without a pixel size; default: one median nucleus diameter)")
+    p.add_argument("--track-gap-frames", type=int, metavar="N",
+                   help=f"tracks: join a track across up to N time points without its nucleus (default {defaults.track_gap_frames})")
+    _switch(p, "track_divisions", "track-divisions",
+            "tracks: a nucleus may divide into two (the daughters' tracks name their mother's) [default]",
+            "no divisions")
     p.add_argument("--overwrite", action="store_const", const=True,
                    help="replace an existing output file and its tables and plots")
     p.add_argument("--check", action="store_true",

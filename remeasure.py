@@ -24,6 +24,7 @@ from .pipeline.label_ids import walk_order
 from .pipeline.plan import resolve_plane_range
 from .pipeline.measuring import Overlay, RunMeasurements, calibration_for
 from .analysis.tables import TablePaths
+from .analysis.tracking import TrackingSettings
 
 
 class MeasureError(ValueError):
@@ -122,8 +123,8 @@ def remeasure(args: argparse.Namespace, log=print) -> Path:
         shown = shown if 0 <= shown < info.size_c else 0
         log(line)
         with_tracks = args.tracks or mode == "track_t"
-        if not args.overwrite and paths.existing(with_tracks):
-            raise MeasureError(f"{paths.existing(with_tracks)[0]} exists already; use --overwrite to "
+        if not args.overwrite and paths.existing():
+            raise MeasureError(f"{paths.existing()[0]} exists already; use --overwrite to "
                                "replace it, or --output-dir for another folder")
         pixel = info.pixel_size_um if info.pixel_size_um[0] else label_info.pixel_size_um
         calibration, line = calibration_for(args.pixel_size_um, pixel, args.ring_um, str(args.input))
@@ -135,7 +136,8 @@ def remeasure(args: argparse.Namespace, log=print) -> Path:
                   **run_record}
         tables = RunMeasurements(paths, calibration, info.channel_names, info.plane_shape, with_tracks,
                                  info.time_increment_s or label_info.time_increment_s, args.plots,
-                                 overlay, record)
+                                 overlay, record, z_planes=() if with_tracks else tuple(planes),
+                                 tracking=None if with_tracks else TrackingSettings())
         read_shown = lambda t, z: image.read_plane(shown, t, z)  # noqa: E731
         try:
             for t, z in _progress(steps):

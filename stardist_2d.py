@@ -37,6 +37,9 @@ RING_UM = 2.0                  # width of the ring around each nucleus whose cha
 PIXEL_SIZE_UM = None           # None = the image's pixel size; else (x, y) in um
 PLOTS = True                   # also the Excel workbook and the pictures; False = CSV tables only
 MEASUREMENTS_DIR = None        # None = beside the output (inside arivis: none); else a folder for the tables
+TRACK_MAX_DISTANCE_UM = None   # tracks over time: farthest move per time point; None = one nucleus diameter
+TRACK_GAP_FRAMES = 1           # tracks: join across this many time points without the nucleus (0 = none)
+TRACK_DIVISIONS = True         # tracks: a nucleus may divide into two daughters
 OVERWRITE = False              # replace an existing output (file or channel) and its tables
 CHECK_ONLY = False             # True: only check installation, model and settings, print a report, write nothing
 # ---------------------------------------------------------------------------

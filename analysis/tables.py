@@ -21,7 +21,8 @@ PARTIAL_SUFFIX = ".partial"
 #: Columns that hold whole numbers (written without a decimal point).
 INTEGER_COLUMNS = frozenset({"time_point", "z", "label", "nuclei", "track_id", "first_time_point",
                              "last_time_point", "time_points", "object_id", "first_z", "last_z", "planes",
-                             "cut_by_z_range"})
+                             "cut_by_z_range", "lineage_id", "start_time_point", "end_time_point", "spots",
+                             "duration_time_points"})
 
 
 def planes_columns(calibration: Calibration) -> list[str]:
@@ -138,6 +139,10 @@ class TablePaths:
         return self.file("objects.csv")
 
     @property
+    def spots(self) -> Path:
+        return self.file("spots.csv")
+
+    @property
     def tracks(self) -> Path:
         return self.file("tracks.csv")
 
@@ -149,11 +154,11 @@ class TablePaths:
     def plots(self) -> Path:
         return self.file("plots")
 
-    def existing(self, with_tracks: bool) -> list[Path]:
+    def existing(self) -> list[Path]:
         """Finished files of an earlier run that a new one would replace.
 
         ``.partial`` tables are not counted: they belong to the output's ``.partial``,
         which the host resumes (or replaces) on its own terms.
         """
-        paths = [self.nuclei, self.planes, self.objects, self.workbook] + ([self.tracks] if with_tracks else [])
+        paths = [self.nuclei, self.planes, self.objects, self.spots, self.tracks, self.workbook]
         return [p for p in paths if p.exists()] + ([self.plots] if self.plots.exists() else [])

@@ -120,3 +120,49 @@ def _tracks_table(linked: pd.DataFrame, splits: pd.DataFrame, coordinates: list[
                      displacement, path, path / per if per else np.nan,
                      displacement / path if path > 0 else np.nan])
     return pd.DataFrame(rows, columns=columns)
+
+
+def _write_csv(table: pd.DataFrame, path) -> None:
+    """Write as the run's other tables are written (10 significant digits, NaN empty), then rename."""
+    from .tables import PARTIAL_SUFFIX, format_column
+
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    with open(partial, "w", newline="", encoding="utf-8") as out:
+        out.write(",".join(table.columns) + "\n")
+        fields = [format_column(name, table[name].to_numpy()) for name in table.columns]
+        out.write("".join(",".join(row) + "\n" for row in zip(*fields)))
+    partial.replace(path)
+
+
+def track_files(source, spots_path, tracks_path, length_unit: str, z_unit: str | None,
+                settings: TrackingSettings, max_distance: float | None,
+                time_increment_s: float | None) -> list[str]:
+    """Track the nuclei of a finished run's table into spots and tracks CSVs; returns lines for the user.
+
+    ``source`` is the objects table (nuclei through Z; ``z_unit`` "um" puts z in the distance,
+    "plane" leaves it out: planes and micrometres do not add up) or, for a one-plane run, the
+    nuclei table. Runs of one time point get no tracks (nothing is written).
+    """
+    table = pd.read_csv(source)
+    if table.empty or table["time_point"].nunique() < 2:
+        return []
+    objects = "object_id" in table.columns
+    area = f"projected_area_{length_unit}2" if objects else f"area_{length_unit}2"
+    spots = pd.DataFrame({"time_point": table["time_point"],
+                          "object_id": table["object_id"] if objects else table["label"],
+                          "x": table[f"centroid_x_{length_unit}"], "y": table[f"centroid_y_{length_unit}"]})
+    coordinates = ["x", "y"]
+    if objects and z_unit == "um":
+        spots["z"] = table["centroid_z_um"]
+        coordinates.append("z")
+    derived = max_distance is None
+    distance = default_max_distance(table[area].to_numpy()) if derived else max_distance
+    linked, tracks = track(spots, coordinates, settings, distance,
+                           time_step_min=time_increment_s / 60 if time_increment_s else None, unit=length_unit)
+    linked = linked.rename(columns={c: f"{c}_{length_unit}" for c in coordinates})
+    _write_csv(linked, spots_path)
+    _write_csv(tracks, tracks_path)
+    divisions = int(tracks["parent_track_id"].notna().sum())
+    return [f"{len(tracks)} tracks ({divisions // 2 if divisions else 0} divisions) over "
+            f"{table['time_point'].nunique()} time points, maximum move {distance:.3g} {length_unit} per time point"
+            f"{' (one median nucleus diameter)' if derived else ''}: {tracks_path.name}, {spots_path.name}"]

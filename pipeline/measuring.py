@@ -16,7 +16,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..analysis.measure import Calibration, measure_plane
-from ..analysis.objects import ObjectBuilder
+from ..analysis.objects import ObjectBuilder, units
+from ..analysis.tracking import TrackingSettings, track_files
 from ..analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
 from ..analysis.tracks import TrackBuilder
 
@@ -111,6 +112,7 @@ class RunMeasurements:
     resume: Mapping | None = None            # ``state()`` recorded with an earlier run's last plane
     z_planes: tuple[int, ...] = ()           # the run's Z planes; objects through Z when more than one
     replay: Callable[[int, int], tuple[np.ndarray, list[np.ndarray]]] | None = None   # a written plane + channels
+    tracking: TrackingSettings | None = None   # LAP tracks over time at the end (not with track_t)
 
     def __post_init__(self) -> None:
         from ..analysis.measure import column_names
@@ -192,6 +194,18 @@ class RunMeasurements:
         if self.overlay is not None and (time_point, z) == (self.overlay.time_point, self.overlay.z):
             self.overlay.labels = np.array(labels() if callable(labels) else labels, copy=True)
 
+    def _lap_tracks(self, where: dict[str, Path]) -> list[str]:
+        """Tracks over time from the finished objects (or nuclei) table; adds their sheets to ``where``."""
+        if self.tracking is None or self.tracks is not None:
+            return []
+        z_unit = units(self.calibration)["Z"]
+        notes = track_files(where.get("Objects", where["Nuclei"]), self.paths.spots, self.paths.tracks,
+                            self.calibration.length_unit, z_unit, self.tracking,
+                            self.tracking.max_distance, self.time_increment_s)
+        if notes:
+            where["Tracks"], where["Spots"] = self.paths.tracks, self.paths.spots
+        return notes
+
     def _workbook_and_plots(self, where: Mapping[str, Path],
                             read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
         """The Excel workbook and the pictures, made from the finished CSVs.
@@ -243,11 +257,12 @@ class RunMeasurements:
         if not completed:
             return [f"Measurements of the {self.planes.rows} complete plane(s) are kept in "
                     f"{where['Nuclei']} (and the other .partial tables)."]
+        track_notes = self._lap_tracks(where)
         counted = (f"{self.objects.rows} nuclei through Z ({self.nuclei.rows} slices) measured: "
                    f"{where['Objects'].name}, " if self.objects is not None else
                    f"{self.nuclei.rows} nuclei measured: ")
-        notes = [counted + ", ".join(p.name for s, p in where.items() if s != "Objects")
-                 + f" in {self.paths.folder}"]
+        notes = [counted + ", ".join(p.name for s, p in where.items() if s not in ("Objects", "Tracks", "Spots"))
+                 + f" in {self.paths.folder}"] + track_notes
         if self.plots:                         # PLOTS = False: the CSV tables only
             notes += self._workbook_and_plots(where, read_plane)
         return notes
@@ -267,6 +282,7 @@ class MeasurePlan:
     plots: bool = True
     overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
     planes: tuple[int, ...] = ()             # the run's Z planes, bottom to top
+    tracking: TrackingSettings | None = None
 
     def start(self, settings: Mapping[str, str], resume: Mapping | None = None,
               written: Callable[[int, int], np.ndarray] | None = None,
@@ -288,7 +304,8 @@ class MeasurePlan:
             replay = lambda t, z: (written(t, z), channels(t, z))   # noqa: E731
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
                                self.with_tracks, self.time_increment_s, self.plots, overlay, settings,
-                               resume, self.planes if self.objects_through_z else (), replay)
+                               resume, self.planes if self.objects_through_z else (), replay,
+                               None if self.with_tracks else self.tracking)
 
     @property
     def objects_through_z(self) -> bool:
@@ -323,7 +340,7 @@ def measure_plan(config, host, plan) -> MeasurePlan | None:
         return None
     with_tracks = config.label_ids == "track_t"
     if paths is not None and not config.overwrite:
-        existing = paths.existing(with_tracks)
+        existing = paths.existing()
         if existing:
             raise FileExistsError(
                 f"Measurements {existing[0]} exist already; set OVERWRITE (--overwrite) to replace "
@@ -334,4 +351,5 @@ def measure_plan(config, host, plan) -> MeasurePlan | None:
     planes = plan.planes
     return MeasurePlan(calibration, tuple(info.channel_names), info.plane_shape, paths, attach,
                        with_tracks, info.time_increment_s, config.plots,
-                       (plan.time_points[0], planes[len(planes) // 2]) if planes else None, tuple(planes))
+                       (plan.time_points[0], planes[len(planes) // 2]) if planes else None, tuple(planes),
+                       TrackingSettings(config.track_max_distance_um, config.track_gap_frames, config.track_divisions))

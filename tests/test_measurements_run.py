@@ -118,7 +118,7 @@ def test_plane_counts_equal_the_run_summary_and_every_plane_has_a_row(measured_r
 def test_workbook_has_the_tables_in_words_and_the_run_settings(measured_run):
     folder = measured_run[3]
     book = openpyxl.load_workbook(folder / "out_measurements.xlsx", read_only=True)
-    assert book.sheetnames == ["Objects", "Nuclei", "Planes", "Settings"]      # objects: nuclei through Z
+    assert book.sheetnames == ["Objects", "Nuclei", "Planes", "Tracks", "Spots", "Settings"]   # objects: through Z
     objects_header = [c.value for c in next(book["Objects"].iter_rows(max_row=1))]
     assert {"Projected area (um2)", "Projected roundness", "Volume (voxels)", "Integrated GFP"} <= set(objects_header)  # no Z step in the file
     header = [c.value for c in next(book["Nuclei"].iter_rows(max_row=1))]
@@ -150,6 +150,18 @@ def test_measurement_files_are_listed_at_the_end_of_the_run(measured_run):
     assert any("out_measurements.xlsx" in n for n in notes)
 
 
+def test_a_run_over_time_tracks_its_objects_into_spots_and_tracks(measured_run):
+    folder = measured_run[3]
+    objects = pd.read_csv(folder / "out_objects.csv")
+    spots = pd.read_csv(folder / "out_spots.csv")
+    tracks = pd.read_csv(folder / "out_tracks.csv")
+    assert len(spots) == len(objects)                  # every object is a spot of one track
+    assert set(zip(spots["time_point"], spots["object_id"])) == set(zip(objects["time_point"], objects["object_id"]))
+    assert sorted(tracks["track_id"]) == sorted(spots["track_id"].unique())
+    assert (tracks["spots"] == spots.groupby("track_id").size().loc[tracks["track_id"]].to_numpy()).all()
+    assert list(tracks.columns[:5]) == ["track_id", "parent_track_id", "start_time_point", "end_time_point", "spots"]
+
+
 def test_measure_false_writes_no_table_workbook_or_plot(tmp_path, models_dir):
     segment(tmp_path, models_dir, measure=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.tif", "out.ome.tif", "out_rois.zip"]
@@ -158,7 +170,8 @@ def test_measure_false_writes_no_table_workbook_or_plot(tmp_path, models_dir):
 def test_plots_false_writes_the_csv_tables_only(tmp_path, models_dir):
     segment(tmp_path, models_dir, plots=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "in.ome.tif", "out.ome.tif", "out_nuclei.csv", "out_objects.csv", "out_planes.csv", "out_rois.zip"]
+        "in.ome.tif", "out.ome.tif", "out_nuclei.csv", "out_objects.csv", "out_planes.csv", "out_rois.zip",
+        "out_spots.csv", "out_tracks.csv"]
 
 
 def test_unknown_pixel_size_is_said_once_and_columns_are_in_pixels(tmp_path, models_dir, capsys):
@@ -231,11 +244,23 @@ def test_track_t_run_writes_one_track_per_label_over_time(tmp_path, models_dir):
 @pytest.mark.parametrize("flags, message", [
     (["--ring-um", "0"], "RING_UM (--ring-um) = 0.0: must be a width in um above 0"),
     (["--pixel-size-um", "0.5", "-1"], "PIXEL_SIZE_UM (--pixel-size-um) = [0.5, -1.0]: must be None"),
+    (["--track-max-distance-um", "0"], "TRACK_MAX_DISTANCE_UM (--track-max-distance-um) = 0.0: must be None"),
+    (["--track-max-distance-um", "nan"], "TRACK_MAX_DISTANCE_UM (--track-max-distance-um) = nan: must be None"),
+    (["--track-gap-frames", "11"], "TRACK_GAP_FRAMES (--track-gap-frames) = 11: must be a whole number from 0"),
 ])
 def test_measurement_settings_are_checked_with_one_line(models_dir, flags, message):
     with pytest.raises(ConfigError) as error:
         build_config({"MODEL2D_PATH": models_dir, "MODEL_NAME": "tiny"}, flags)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_track_settings_from_constants_are_checked_too(models_dir):
+    with pytest.raises(ConfigError) as error:
+        build_config({"MODEL2D_PATH": models_dir, "MODEL_NAME": "tiny", "TRACK_DIVISIONS": "False"})
+    assert str(error.value) == "TRACK_DIVISIONS (--track-divisions/--no-track-divisions) = 'False': must be True or False"
+    config = build_config({"MODEL2D_PATH": models_dir, "MODEL_NAME": "tiny"},
+                          ["--track-max-distance-um", "7.5", "--track-gap-frames", "0", "--no-track-divisions"])
+    assert (config.track_max_distance_um, config.track_gap_frames, config.track_divisions) == (7.5, 0, False)
 
 
 def test_measure_flags_reach_the_config(models_dir):

@@ -119,7 +119,7 @@ def test_a_run_killed_after_k_planes_resumes_to_the_same_bytes(tmp_path, models_
     assert leftovers == []
 
 
-OBJECT_OUTPUTS = ("out.ome.tif", "out_nuclei.csv", "out_planes.csv", "out_objects.csv")
+OBJECT_OUTPUTS = ("out.ome.tif", "out_nuclei.csv", "out_planes.csv", "out_objects.csv", "out_spots.csv", "out_tracks.csv")
 
 
 @pytest.fixture(scope="module")

@@ -142,15 +142,14 @@ def test_table_paths_names_the_run_files(tmp_path):
 
 def test_table_paths_existing_finds_earlier_finished_files_not_partial_ones(tmp_path):
     paths = TablePaths(tmp_path, "run")
-    assert paths.existing(True) == []
+    assert paths.existing() == []
     (tmp_path / "run_nuclei.csv").write_text("x\n")
     (tmp_path / "run_planes.csv.partial").write_text("x\n")
     (tmp_path / "run_tracks.csv").write_text("x\n")
     (tmp_path / "run_plots").mkdir()
     (tmp_path / "other_nuclei.csv").write_text("x\n")
-    without = set(paths.existing(False))
-    assert without == {tmp_path / "run_nuclei.csv", tmp_path / "run_plots"}   # .partial: the host's
-    assert set(paths.existing(True)) == without | {tmp_path / "run_tracks.csv"}
+    # .partial: the host's
+    assert set(paths.existing()) == {tmp_path / "run_nuclei.csv", tmp_path / "run_plots", tmp_path / "run_tracks.csv"}
 
 
 # ------------------------------------------------------------- tracks.py
