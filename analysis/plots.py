@@ -164,8 +164,8 @@ def plot_density(density: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
         ax.set_aspect("equal")
         ax.xaxis.set_ticks_position("top")
         ax.xaxis.set_label_position("top")
-        ax.set_xlabel(f"x ({units.length})")
-        ax.set_ylabel(f"y ({units.length})")
+        ax.set_xlabel(f"x ({units.length_label})")
+        ax.set_ylabel(f"y ({units.length_label})")
         plural = "plane" if n_planes == 1 else "planes"
         # a colour bar as tall as the map, whatever the field's aspect
         cax = make_axes_locatable(ax).append_axes("right", size=0.25, pad=0.15)

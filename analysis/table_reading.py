@@ -29,9 +29,14 @@ class Units:
         return f"{self.length}2"
 
     @property
+    def length_label(self) -> str:
+        """Length unit as shown on axes: ``µm`` or ``px``."""
+        return "µm" if self.length == "um" else self.length
+
+    @property
     def area_label(self) -> str:
-        """Area unit as shown on axes: ``um²`` or ``px²``."""
-        return f"{self.length}²"
+        """Area unit as shown on axes: ``µm²`` or ``px²``."""
+        return f"{self.length_label}²"
 
     @property
     def density_area(self) -> float:

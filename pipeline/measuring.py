@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..analysis.measure import Calibration, measure_plane
 from ..analysis.objects import ObjectBuilder, units
@@ -206,6 +207,25 @@ class RunMeasurements:
             where["Tracks"], where["Spots"] = self.paths.tracks, self.paths.spots
         return notes
 
+    def _cell_plots(self, where: Mapping[str, Path], read_plane: Callable[[int, int], np.ndarray]) -> list[Path]:
+        """Counts and sizes per time point, each nucleus once, and the tracks over the last projection."""
+        from ..analysis.cell_plots import make_cell_plots
+        from ..analysis.table_reading import Units
+
+        planes = pd.read_csv(where["Planes"], usecols=["time_point", "z"])
+
+        def projection(t: int) -> np.ndarray:
+            image = None
+            for z in planes.loc[planes["time_point"] == t, "z"]:
+                plane = np.asarray(read_plane(t, int(z)), np.float32)
+                image = plane if image is None else np.maximum(image, plane)
+            return image
+
+        sy, sx = self.calibration.spacing
+        return make_cell_plots(self.paths.plots, where.get("Objects", where["Nuclei"]), "Objects" in where,
+                               Units(self.calibration.length_unit), (sx, sy), where.get("Spots"),
+                               where.get("Tracks"), projection)
+
     def _workbook_and_plots(self, where: Mapping[str, Path],
                             read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
         """The Excel workbook and the pictures, made from the finished CSVs.
@@ -230,6 +250,7 @@ class RunMeasurements:
         field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
         try:
             pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture)
+            pictures += self._cell_plots(where, read_plane)
             notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
         except OSError as error:
             notes.append(f"The plots could not be written ({error}); the CSV tables are complete.")

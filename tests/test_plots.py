@@ -244,7 +244,7 @@ def test_area_histogram_counts_each_nucleus_once_across_chunks(tmp_path):
     np.testing.assert_allclose(whole.edges, edges)
     np.testing.assert_array_equal(whole.counts, reference)
     assert whole.median == pytest.approx(np.median(areas), abs=np.ptp(areas) / 2000)
-    assert whole.units.area_label == "um²"
+    assert whole.units.area_label == "µm²" and whole.units.length_label == "µm"
 
 
 def test_area_histogram_of_identical_areas(tmp_path):
