@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .density import density_bins, density_maps
+from .density import density_maps, smoothed, smoothing_grid
 from .figures import DPI, RC as _RC, agg_figure as _figure
 from .overlay import Overlay, plot_overlay
 from .table_reading import CHUNKSIZE, Units, _chunks, read_planes, table_units
@@ -158,7 +158,7 @@ def plot_density(density: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
         ax = figure.add_subplot()
         top = vmax if vmax and vmax > 0 else max(float(np.max(density, initial=0.0)), 1.0)
         mesh = ax.pcolormesh(x_edges, y_edges, density, cmap="viridis", vmin=0.0, vmax=top,
-                             shading="flat")
+                             shading="flat", rasterized=True)
         ax.set_xlim(0.0, width)
         ax.set_ylim(height, 0.0)  # y down, as in the image
         ax.set_aspect("equal")
@@ -171,7 +171,7 @@ def plot_density(density: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
         cax = make_axes_locatable(ax).append_axes("right", size=0.25, pad=0.15)
         figure.colorbar(mesh, cax=cax, label=f"Nuclei per {units.density_label} "
                                            f"(mean of {n_planes} {plural})")
-        ax.set_title(f"Nuclei density, time point {time_point}", pad=12)
+        ax.set_title(f"Nuclei density (smoothed), time point {time_point}", pad=12)
         return _save(figure, path)
 
 
@@ -225,16 +225,23 @@ def plot_nuclei_per_plane(planes: pd.DataFrame, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------ entry point
+#: Fewer nuclei than this in a run make no density map (noise, not density): said in one line.
+MIN_DENSITY_NUCLEI = 200
+
+
 def make_plots(folder: Path, nuclei_csv: Path, planes_csv: Path, field_size: tuple[float, float],
                overlay: Overlay | None = None, *, bins: int | None = None, area_bins: int = 50,
-               chunksize: int = CHUNKSIZE) -> list[Path]:
+               chunksize: int = CHUNKSIZE, min_density_nuclei: int = MIN_DENSITY_NUCLEI,
+               notes: list[str] | None = None) -> list[Path]:
     """Write the run's pictures into ``folder`` (created if missing); return their paths in order.
 
     ``area_histogram.png``, one ``density_tTTTT.png`` per time point of the
     planes table, ``nuclei_per_plane.png``, then ``overlay_tTTTT_zZZZZ.png`` when
     ``overlay`` is given. ``field_size`` is ``(width, height)`` of the image field
     in the tables' length unit (um, or px without a pixel size); ``bins`` is the
-    number of density bins along its longer side (None: ``density_bins``). Memory stays bounded by
+    number of density bins along its longer side (None: ``smoothing_grid``); runs of
+    fewer than ``min_density_nuclei`` nuclei get no density maps, and a line in ``notes``
+    says so. Memory stays bounded by
     ``chunksize`` rows whatever the nuclei table's length (three passes over it:
     two for the histogram, one for all density maps).
     """
@@ -243,13 +250,18 @@ def make_plots(folder: Path, nuclei_csv: Path, planes_csv: Path, field_size: tup
     units = table_units(nuclei_csv, planes_csv)
     areas = area_histogram(nuclei_csv, area_bins, chunksize, units)
     written = [plot_area_histogram(areas, folder / "area_histogram.png")]
-    bins = density_bins(field_size, areas.median) if bins is None else bins
-    maps, n_planes, x_edges, y_edges = density_maps(nuclei_csv, planes_csv, field_size, bins,
-                                                    chunksize)
-    vmax = max((float(m.max(initial=0.0)) for m in maps.values()), default=0.0)
-    for t, density in maps.items():
-        written.append(plot_density(density, x_edges, y_edges, t, n_planes[t], units,
-                                    folder / f"density_t{t:04d}.png", vmax=vmax))
+    if areas.n >= min_density_nuclei:
+        grid, sigma = smoothing_grid(field_size, areas.median)
+        maps, n_planes, x_edges, y_edges = density_maps(nuclei_csv, planes_csv, field_size,
+                                                        grid if bins is None else bins, chunksize)
+        maps = {t: smoothed(m, x_edges, y_edges, sigma) for t, m in maps.items()}
+        vmax = max((float(m.max(initial=0.0)) for m in maps.values()), default=0.0)
+        for t, density in maps.items():
+            written.append(plot_density(density, x_edges, y_edges, t, n_planes[t], units,
+                                        folder / f"density_t{t:04d}.png", vmax=vmax))
+    elif notes is not None:
+        notes.append(f"No density maps: {areas.n} nuclei are too few to show a density "
+                     f"(at least {min_density_nuclei}).")
     written.append(plot_nuclei_per_plane(read_planes(planes_csv, chunksize),
                                          folder / "nuclei_per_plane.png"))
     if overlay is not None:

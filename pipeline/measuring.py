@@ -249,9 +249,12 @@ class RunMeasurements:
         sy, sx = self.calibration.spacing
         field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
         try:
-            pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture)
+            skipped: list[str] = []
+            pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture,
+                                  notes=skipped)
             pictures += self._cell_plots(where, read_plane)
             notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
+            notes += skipped
         except OSError as error:
             notes.append(f"The plots could not be written ({error}); the CSV tables are complete.")
         return notes

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.image import imread
 
 from stardist_v4d.analysis.overlay import Overlay, overlay_rgb, plot_overlay
-from stardist_v4d.analysis.density import density_bins, density_map, density_maps
+from stardist_v4d.analysis.density import density_map, density_maps, smoothed, smoothing_grid
 from stardist_v4d.analysis.plots import (area_histogram, make_plots,
                                          plot_nuclei_per_plane, read_planes, table_units)
 
@@ -98,7 +98,7 @@ def test_make_plots_writes_every_picture_in_order(tmp_path):
     nuclei_csv, planes_csv = write_tables(tmp_path, nuclei, planes)
     overlay, _ = disc_overlay()
     folder = tmp_path / "plots"  # does not exist yet
-    written = make_plots(folder, nuclei_csv, planes_csv, (300.0, 200.0), overlay)
+    written = make_plots(folder, nuclei_csv, planes_csv, (300.0, 200.0), overlay, min_density_nuclei=0)
     names = [p.name for p in written]
     assert names == ["area_histogram.png", "density_t0000.png", "density_t0001.png",
                      "density_t0002.png", "nuclei_per_plane.png", "overlay_t0001_z0002.png"]
@@ -113,7 +113,7 @@ def test_make_plots_without_overlay_and_sparse_time_points(tmp_path):
     nuclei = [(0, 0, 10.0, 10.0, 50.0), (3, 1, 20.0, 20.0, 60.0), (12, 0, 5.0, 5.0, 70.0)]
     nuclei_csv, planes_csv = write_tables(tmp_path, nuclei, [(0, 0), (3, 1), (12, 0), (12, 1)],
                                           unit="px")
-    written = make_plots(tmp_path / "out", nuclei_csv, planes_csv, (50.0, 40.0))
+    written = make_plots(tmp_path / "out", nuclei_csv, planes_csv, (50.0, 40.0), min_density_nuclei=0)
     assert [p.name for p in written] == ["area_histogram.png", "density_t0000.png",
                                          "density_t0003.png", "density_t0012.png",
                                          "nuclei_per_plane.png"]
@@ -133,7 +133,7 @@ def test_nuclei_per_plane_renders_single_planes_and_many_time_points(tmp_path, t
 def test_empty_nuclei_table_gives_pictures_not_a_crash(tmp_path):
     nuclei_csv, planes_csv = write_tables(tmp_path, [], [(0, 0), (0, 1), (1, 0)])
     assert planes_csv.read_text().splitlines()[1] == "0,0,0,1.0,,,0.1"  # empty means
-    written = make_plots(tmp_path / "out", nuclei_csv, planes_csv, (100.0, 100.0))
+    written = make_plots(tmp_path / "out", nuclei_csv, planes_csv, (100.0, 100.0), min_density_nuclei=0)
     assert [p.name for p in written] == ["area_histogram.png", "density_t0000.png",
                                          "density_t0001.png", "nuclei_per_plane.png"]
     for path in written:
@@ -307,9 +307,30 @@ def test_overlay_shape_mismatch_is_an_error():
         overlay_rgb(Overlay(np.zeros((10, 10)), np.zeros((10, 11), np.int32), 0, 0))
 
 
-def test_density_bins_are_about_three_nuclear_diameters_wide():
+def test_density_grid_is_one_diameter_and_the_kernel_two():
     area = np.pi * 5.0 ** 2                        # diameter 10 um
-    assert density_bins((600.0, 300.0), area) == 20        # 600 / 30
-    assert density_bins((128.0, 128.0), area) == 4         # never fewer than 4
-    assert density_bins((10_000.0, 50.0), area) == 40      # never more than 40
-    assert density_bins((600.0, 300.0), float("nan")) == 20  # no nuclei: the default
+    assert smoothing_grid((600.0, 300.0), area) == (60, pytest.approx(20.0))
+    assert smoothing_grid((50.0, 50.0), area)[0] == 10          # never fewer than 10 bins
+    assert smoothing_grid((10_000.0, 50.0), area)[0] == 150     # never more than 150
+
+
+def test_smoothed_density_keeps_the_mean_and_spreads_a_spike():
+    x_edges, y_edges = np.linspace(0, 100, 51), np.linspace(0, 60, 31)
+    uniform = np.full((30, 50), 7.0)
+    np.testing.assert_allclose(smoothed(uniform, x_edges, y_edges, 10.0), 7.0)   # edges not diluted
+    spike = np.zeros((30, 50))
+    spike[15, 25] = 100.0
+    smooth = smoothed(spike, x_edges, y_edges, 6.0)
+    assert smooth.max() < 10 and smooth[15, 25] == smooth.max() and smooth[15, 28] > 0
+    assert smooth.sum() == pytest.approx(100.0, rel=0.01)
+
+
+def test_too_few_nuclei_make_no_density_map_and_say_so(tmp_path):
+    rng = np.random.default_rng(0)
+    nuclei, planes = random_run(rng, times=2, zs=2)
+    nuclei_csv, planes_csv = write_tables(tmp_path, nuclei, planes)
+    notes: list[str] = []
+    written = make_plots(tmp_path / "plots", nuclei_csv, planes_csv, (300.0, 200.0), notes=notes)
+    assert not [p for p in written if p.name.startswith("density")]
+    assert len(notes) == 1 and notes[0].startswith(f"No density maps: {len(nuclei)} nuclei are too few")
+
