@@ -128,8 +128,61 @@ def _title_strip(text: str, width: int) -> np.ndarray:
     return strip
 
 
-def plot_overlay(overlay: Overlay, path: Path) -> Path:
-    """The overlay, one image pixel per PNG pixel (whole-number enlarged when small), titled.
+#: Above this many nuclei the overlay shows outlines without their IDs (the numbers would hide them).
+MAX_LABELLED_NUCLEI = 1500
+_NICE_LENGTHS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def _label_centres(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, rows, cols)``: each label's centroid in pixels."""
+    flat = labels.ravel()
+    where = np.flatnonzero(flat)
+    ids, inverse = np.unique(flat[where], return_inverse=True)
+    rows, cols = np.divmod(where, labels.shape[1])
+    counts = np.bincount(inverse)
+    return ids, np.bincount(inverse, rows) / counts, np.bincount(inverse, cols) / counts
+
+
+def _font(size: int):
+    """matplotlib's DejaVu Sans (it has µ, PIL's built-in font has not)."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def _annotate(rgb: np.ndarray, labels: np.ndarray, scale: float, pixel_size: float | None, unit: str) -> np.ndarray:
+    """The label IDs at their nuclei's centres, and a scale bar in the bottom-right corner.
+
+    ``scale`` is PNG pixels per image pixel; ``pixel_size`` the image pixel's size in ``unit``.
+    """
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(picture)
+    ids, rows, cols = _label_centres(labels)
+    if 0 < ids.size <= MAX_LABELLED_NUCLEI:
+        font = _font(max(9, min(14, int(6 * scale))))
+        for label, r, c in zip(ids.tolist(), rows * scale, cols * scale):
+            draw.text((c, r), str(int(label)), fill=(0, 255, 255), font=font, anchor="mm",
+                      stroke_width=1, stroke_fill=(0, 0, 0))
+    size = pixel_size or 1.0
+    width_units = rgb.shape[1] / scale * size
+    length = max([n for n in _NICE_LENGTHS if n <= width_units / 5] or [_NICE_LENGTHS[0]])
+    bar = length / size * scale
+    margin = max(8, rgb.shape[1] // 50)
+    y1 = rgb.shape[0] - margin
+    x1 = rgb.shape[1] - margin
+    draw.rectangle((x1 - bar, y1 - max(3, rgb.shape[0] // 150), x1, y1), fill=(255, 255, 255))
+    font = _font(max(11, rgb.shape[1] // 45))
+    draw.text((x1 - bar / 2, y1 - max(3, rgb.shape[0] // 150) - 4), f"{length:g} {unit}", fill=(255, 255, 255),
+              font=font, anchor="md", stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def plot_overlay(overlay: Overlay, path: Path, pixel_size: float | None = None) -> Path:
+    """The overlay, one image pixel per PNG pixel (whole-number enlarged when small), titled,
+    with each nucleus' ID and a scale bar (µm with ``pixel_size``, the pixel's width in µm, else px).
 
     Written as pixels (the title rendered by Agg above them), not through
     ``imshow``: that maps image pixels to PNG pixels exactly, and a 2000 x 2000
@@ -144,6 +197,7 @@ def plot_overlay(overlay: Overlay, path: Path) -> Path:
     zoom = max(1, OVERLAY_MIN_PX // max(rows, cols))
     if zoom > 1:
         rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+    rgb = _annotate(rgb, labels, rgb.shape[1] / labels.shape[1], pixel_size, "µm" if pixel_size else "px")
     shrunk = (rows, cols) != labels.shape
     note = f" (shown at 1/{math.ceil(max(labels.shape) / OVERLAY_MAX_PX)})" if shrunk else ""
     title = (f"{n:,} {'nucleus' if n == 1 else 'nuclei'}, time point {overlay.time_point}, "
@@ -156,5 +210,3 @@ def plot_overlay(overlay: Overlay, path: Path) -> Path:
     picture = np.concatenate([_title_strip(title, width), rgb], axis=0)
     Image.fromarray(picture).save(path, format="PNG", dpi=(DPI, DPI))
     return Path(path)
-
-

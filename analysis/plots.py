@@ -232,7 +232,7 @@ MIN_DENSITY_NUCLEI = 200
 def make_plots(folder: Path, nuclei_csv: Path, planes_csv: Path, field_size: tuple[float, float],
                overlay: Overlay | None = None, *, bins: int | None = None, area_bins: int = 50,
                chunksize: int = CHUNKSIZE, min_density_nuclei: int = MIN_DENSITY_NUCLEI,
-               notes: list[str] | None = None) -> list[Path]:
+               notes: list[str] | None = None, pixel_size: float | None = None) -> list[Path]:
     """Write the run's pictures into ``folder`` (created if missing); return their paths in order.
 
     ``area_histogram.png``, one ``density_tTTTT.png`` per time point of the
@@ -262,9 +262,10 @@ def make_plots(folder: Path, nuclei_csv: Path, planes_csv: Path, field_size: tup
     elif notes is not None:
         notes.append(f"No density maps: {areas.n} nuclei are too few to show a density "
                      f"(at least {min_density_nuclei}).")
-    written.append(plot_nuclei_per_plane(read_planes(planes_csv, chunksize),
-                                         folder / "nuclei_per_plane.png"))
+    planes = read_planes(planes_csv, chunksize)
+    if planes["z"].nunique() > 1:            # one plane: no one-dot profile over Z (cells_over_time has time)
+        written.append(plot_nuclei_per_plane(planes, folder / "nuclei_per_plane.png"))
     if overlay is not None:
         name = f"overlay_t{int(overlay.time_point):04d}_z{int(overlay.z):04d}.png"
-        written.append(plot_overlay(overlay, folder / name))
+        written.append(plot_overlay(overlay, folder / name, pixel_size))
     return written

@@ -23,6 +23,8 @@ from ..analysis.tables import CsvTable, TablePaths, plane_summary, planes_column
 from ..analysis.tracks import TrackBuilder
 
 Columns = dict[str, np.ndarray]
+#: Outline overlays drawn at most (one per time point, evenly spread over a longer run).
+MAX_OVERLAYS = 100
 
 
 def calibration_for(pixel_size_setting: tuple[float, float] | None,
@@ -114,6 +116,7 @@ class RunMeasurements:
     z_planes: tuple[int, ...] = ()           # the run's Z planes; objects through Z when more than one
     replay: Callable[[int, int], tuple[np.ndarray, list[np.ndarray]]] | None = None   # a written plane + channels
     tracking: TrackingSettings | None = None   # LAP tracks over time at the end (not with track_t)
+    written: Callable[[int, int], np.ndarray] | None = None   # reads back a written plane (overlays)
 
     def __post_init__(self) -> None:
         from ..analysis.measure import column_names
@@ -207,6 +210,31 @@ class RunMeasurements:
             where["Tracks"], where["Spots"] = self.paths.tracks, self.paths.spots
         return notes
 
+    def draw_time_point_overlays(self, read_plane: Callable[[int, int], np.ndarray]) -> None:
+        """The overlay's plane at every other time point (up to ``MAX_OVERLAYS``, evenly spread), read
+        back from the output while it is still open (call before the host finishes); none where the host
+        cannot read its output back. The first time point's is drawn with the other plots."""
+        from ..analysis.plots import Overlay as PlotOverlay, plot_overlay
+
+        self._overlays: list[Path] = []
+        if not self.plots or self.overlay is None or self.written is None:
+            return
+        times = np.unique(pd.read_csv(self.planes.partial_path, usecols=["time_point"])["time_point"].to_numpy())
+        if times.size > MAX_OVERLAYS:
+            times = times[np.linspace(0, times.size - 1, MAX_OVERLAYS).round().astype(int)]
+        z = self.overlay.z
+        pixel = self.calibration.pixel_size_um[0] if self.calibration.pixel_size_um else None
+        self.paths.plots.mkdir(exist_ok=True)
+        for t in times.tolist():
+            if t == self.overlay.time_point:
+                continue
+            try:
+                labels = self.written(t, z)
+            except NotImplementedError:
+                return
+            picture = PlotOverlay(read_plane(t, z), labels, t, z)
+            self._overlays.append(plot_overlay(picture, self.paths.plots / f"overlay_t{t:04d}_z{z:04d}.png", pixel))
+
     def _cell_plots(self, where: Mapping[str, Path], read_plane: Callable[[int, int], np.ndarray]) -> list[Path]:
         """Counts and sizes per time point, each nucleus once, and the tracks over the last projection."""
         from ..analysis.cell_plots import make_cell_plots
@@ -250,8 +278,10 @@ class RunMeasurements:
         field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
         try:
             skipped: list[str] = []
+            pixel = self.calibration.pixel_size_um[0] if self.calibration.pixel_size_um else None
             pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture,
-                                  notes=skipped)
+                                  notes=skipped, pixel_size=pixel)
+            pictures += getattr(self, "_overlays", [])
             pictures += self._cell_plots(where, read_plane)
             notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
             notes += skipped
@@ -329,7 +359,7 @@ class MeasurePlan:
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
                                self.with_tracks, self.time_increment_s, self.plots, overlay, settings,
                                resume, self.planes if self.objects_through_z else (), replay,
-                               None if self.with_tracks else self.tracking)
+                               None if self.with_tracks else self.tracking, written)
 
     @property
     def objects_through_z(self) -> bool:

@@ -295,6 +295,11 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     finally:
         planes.close()
         summary.completed = completed
+        if completed and tables is not None:
+            try:            # pictures only: nothing here may keep the output from being finished
+                tables.draw_time_point_overlays(lambda t, z: host.read_plane(plan.channel, t, z))
+            except Exception as error:  # noqa: BLE001
+                host.log(f"The outline overlays of the other time points could not be drawn ({error}).")
         summary.output = host.finish(completed)
         if tables is not None and not completed and not summary.planes_done:
             tables.discard()                   # no plane complete: nothing is left behind

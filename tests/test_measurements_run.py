@@ -136,7 +136,7 @@ def test_plots_are_non_empty_pictures(measured_run):
     nuclei = len(pd.read_csv(measured_run[3] / "out_nuclei.csv"))
     density = ["density_t0000.png", "density_t0001.png"] if nuclei >= 200 else []     # too few: no map
     assert names == sorted(["area_histogram.png", "cells_over_time.png", *density,
-                            "nuclei_per_plane.png", "overlay_t0000_z0001.png", "tracks.png"])
+                            "nuclei_per_plane.png", "overlay_t0000_z0001.png", "overlay_t0001_z0001.png", "tracks.png"])
     assert (nuclei >= 200) or any(n.startswith("No density maps") for n in measured_run[0].output.notes)
     for path in plots.iterdir():
         picture = mpimg.imread(path)
