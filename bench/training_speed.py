@@ -8,10 +8,13 @@ trains two epochs of ``--steps`` steps in a fresh model; the first (graph tracin
 the figure is the steady state a long training sees. Variants, in one process, in
 turn:
 
-- ``stardist``: ``StarDist2D.train`` as shipped (batches made between steps);
-- ``ours fp32``: ``training.fit`` (batches made one step ahead in a thread);
-- ``ours bf16``: the same with Keras ``mixed_bfloat16`` (float32 outputs); native
-  only on CPUs with AVX512_BF16 or AMX, emulated (slow) elsewhere.
+- ``stardist``: ``StarDist2D.train`` as shipped (batches made between steps, Keras'
+  default compilation: no XLA on a CPU);
+- ``ours no-xla``: ``training.fit`` (batches made one step ahead in a thread), no XLA;
+- ``ours fp32``: the same with the XLA-compiled step, as ``train`` runs long trainings;
+- ``ours bf16``: that with Keras ``mixed_bfloat16`` (float32 outputs); native only on
+  CPUs with AVX512_BF16 or AMX, emulated (slow) elsewhere, where it is skipped unless
+  named in ``--variants``.
 
 Prints the CPU, whether bf16 is native, s/step per variant and each as a ratio of
 StarDist's. Run it with nothing else busy.
@@ -56,14 +59,17 @@ class _StepTimer:
         self.start = self.end = 0.0
 
 
-def _model(settings: TrainSettings, folder: Path):
+def _model(settings: TrainSettings, folder: Path, xla: bool):
     from stardist.models import Config2D, StarDist2D
 
+    from stardist_v4d.training.fit import compile_with_xla
     from stardist_v4d.training.precision import building_in, float32_outputs
 
     with building_in(settings.precision):
         model = StarDist2D(Config2D(**config_values(settings)), name=settings.precision, basedir=str(folder))
     float32_outputs(model.keras_model)
+    if xla:
+        compile_with_xla(model, steps=10 ** 9)
     model.prepare_for_training()
     return model
 
@@ -74,7 +80,7 @@ def seconds_per_step(variant: str, images, masks, steps: int, folder: Path) -> f
 
     precision = "bf16" if variant == "ours bf16" else "fp32"
     settings = TrainSettings(epochs=2, steps_per_epoch=steps, precision=precision)
-    model = _model(settings, folder / variant.replace(" ", "_"))
+    model = _model(settings, folder / variant.replace(" ", "_"), xla=variant in ("ours fp32", "ours bf16"))
     timer = _StepTimer()
     validation = (images[:4], masks[:4])
     if variant == "stardist":
@@ -91,20 +97,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--images", type=int, default=60, help="real images loaded (of the set's 491)")
-    parser.add_argument("--variants", nargs="+", default=["stardist", "ours fp32", "ours bf16"])
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="default: stardist, ours no-xla, ours fp32, and ours bf16 where bf16 is native")
     args = parser.parse_args(argv)
 
     from report import machine
 
     from stardist_v4d.training.precision import native_bf16
 
+    variants = args.variants or ["stardist", "ours no-xla", "ours fp32"] + (["ours bf16"] if native_bf16() else [])
     images, masks, _ = load_training_pairs(args.data, args.data, (256, 256))
     images, masks = normalize_images(images[: args.images]), masks[: args.images]
     print(f"machine: {machine()}; bf16 native: {'yes' if native_bf16() else 'no (emulated by TensorFlow)'}")
     print(f"batch 4 x 256 x 256, {args.steps} timed steps per variant, {len(images)} real images")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants:
+        for variant in variants:
             results[variant] = seconds_per_step(variant, images, masks, args.steps, Path(tmp))
             print(f"{variant:10s} {results[variant]:.3f} s/step", flush=True)
     base = results.get("stardist")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from model_factory import tiny_models_dir
-from stardist_v4d.config import Config, shipped_models_dir
+from stardist_v4d.config import DEFAULT_MODEL, Config, shipped_models_dir
 from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.backends import ir_cache
 from stardist_v4d.pipeline.backends.engine import Engine, load_for
@@ -133,7 +133,7 @@ def tiny_fp32_labels(tmp_path_factory, tiny_models, tiny_stack) -> np.ndarray:
 def demo_models(tmp_path_factory) -> Path:
     """A copy of the shipped demo model (its .openvino/ goes here, never into the repo)."""
     folder = tmp_path_factory.mktemp("demo_models")
-    copy_model(shipped_models_dir() / "demo", folder)
+    copy_model(shipped_models_dir() / DEFAULT_MODEL, folder, "demo")
     return folder
 
 

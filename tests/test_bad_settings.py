@@ -22,12 +22,12 @@ import pytest
 import tifffile
 
 from stardist_v4d import launch
-from stardist_v4d.config import Config, ConfigError, build_config, shipped_models_dir
+from stardist_v4d.config import DEFAULT_MODEL, Config, ConfigError, build_config, shipped_models_dir
 from stardist_v4d.flags import build_parser
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ENTRY = PACKAGE / "stardist_2d.py"
-DEMO = shipped_models_dir() / "demo"
+DEMO = shipped_models_dir() / DEFAULT_MODEL
 SELFCHECK = "stardist_v4d.selfcheck"
 TF_FREE_SECONDS = 4.0       # TensorFlow's start alone takes 5-8 s here; a check takes < 1 s
 
@@ -117,7 +117,7 @@ def test_every_argument_parser_in_the_project_refuses_abbreviations():
 
 @pytest.fixture
 def good_models(tmp_path) -> Path:
-    shutil.copytree(DEMO, tmp_path / "models" / "demo")
+    shutil.copytree(DEMO, tmp_path / "models" / DEFAULT_MODEL)
     return tmp_path / "models"
 
 

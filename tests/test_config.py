@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from stardist_v4d.config import Config, ConfigError, build_config, check_against_dataset
+from stardist_v4d.config import DEFAULT_MODEL, Config, ConfigError, build_config, check_against_dataset
 from stardist_v4d.host_api.base import DatasetInfo
 
-CONSTANTS = dict(INPUT_CHANNEL=0, OUTPUT_CH_NAME="StarDist", MODEL2D_PATH=None, MODEL_NAME="demo",
+CONSTANTS = dict(INPUT_CHANNEL=0, OUTPUT_CH_NAME="StarDist", MODEL2D_PATH=None, MODEL_NAME=DEFAULT_MODEL,
                  CURRENT_TIME_POINT=True, FIRST_PLANE=-1, LAST_PLANE=-1, NORM_PERCENTILES=(1, 99.8),
                  NORMALIZE="plane", PROB_THRESH=None, NMS_THRESH=None, N_TILES=None, SCALE=1.0,
                  LABEL_DTYPE="auto", OVERWRITE=False)

@@ -10,6 +10,7 @@ import pytest
 
 from arivis_fakes import Bounds, install, make_context
 from model_factory import make_tiny_model
+from stardist_v4d.config import DEFAULT_MODEL
 from stardist_v4d.training.synthetic import synthetic_nuclei
 
 ENTRY = Path(__file__).resolve().parents[1] / "stardist_2d.py"
@@ -37,7 +38,7 @@ def test_host_executing_the_file_without_name_runs_the_operation_route(tmp_path,
     arivis.context = make_context(stack, Bounds(x1=0, x2=48, y1=0, y2=48, z1=0, z2=2, t1=0))
     source = ENTRY.read_text()
     source = source.replace('MODEL2D_PATH = None', f'MODEL2D_PATH = {str(tmp_path)!r}')
-    source = source.replace('MODEL_NAME = "demo"', 'MODEL_NAME = "tiny"')
+    source = source.replace(f'MODEL_NAME = "{DEFAULT_MODEL}"', 'MODEL_NAME = "tiny"')
     exec(compile(source, "<arivis script>", "exec"), {"__builtins__": __builtins__})
     assert sorted(key[0] for key in arivis.context.output.planes) == [0, 1, 2]
     assert arivis.context.progress[-1] == 100

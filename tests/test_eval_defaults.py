@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tifffile
 
-from stardist_v4d.config import shipped_models_dir
+from stardist_v4d.config import DEFAULT_MODEL, shipped_models_dir
 from stardist_v4d.training import evaluate
 from stardist_v4d.training.dataset import pair_files
 from test_evaluate import disks
@@ -56,7 +56,7 @@ def test_missing_default_folder_is_said_in_one_line(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(evaluate, "DEFAULT_EVAL_DIR", missing)
     truth = test_image_nuclei_2d(return_mask=True)[1]
     monkeypatch.setattr("stardist_v4d.pipeline.backends.engine.load_for", lambda *args, **kwargs: TruthModel([truth]))
-    assert evaluate.main(["--model-path", str(shipped_models_dir()), "--model", "demo"]) == 0
+    assert evaluate.main(["--model-path", str(shipped_models_dir()), "--model", DEFAULT_MODEL]) == 0
     first, header, *rows = capsys.readouterr().out.splitlines()
     assert first.startswith("Scoring 1 image: stardist.data.test_image_nuclei_2d() (ships with stardist).")
     assert f"The default folder {missing} does not exist" in first and "--eval-dir DIR" in first

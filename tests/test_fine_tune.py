@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from model_factory import make_tiny_model
-from stardist_v4d.config import shipped_models_dir
+from stardist_v4d.config import DEFAULT_MODEL, shipped_models_dir
 from stardist_v4d.training.cli import build_parser, main, settings_from
 from stardist_v4d.training.fine_tune import FINE_TUNE_LEARNING_RATE, find_base_model
 from test_training import cli_error, good_pair, write_pairs
@@ -85,15 +85,15 @@ def test_fine_tuning_defaults_to_the_lower_learning_rate_and_the_models_architec
 
 def test_shipped_model_is_found_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                                     # no ./demo folder here
-    base = find_base_model(Path("demo"))
-    assert base.folder == (shipped_models_dir() / "demo").resolve()
+    base = find_base_model(Path(DEFAULT_MODEL))
+    assert base.folder == (shipped_models_dir() / DEFAULT_MODEL).resolve()
     assert base.weights.name == "weights_best.h5"
 
 
 def test_missing_base_model_says_what_to_give(tmp_path, capsys):
     err = error_of(tmp_path, capsys, "--from", str(tmp_path / "nowhere"))
     assert f"--from '{tmp_path / 'nowhere'}': no such model folder" in err
-    assert "demo" in err                                            # names the shipped models
+    assert DEFAULT_MODEL in err                                            # names the shipped models
 
 
 @pytest.mark.parametrize("config, message", [

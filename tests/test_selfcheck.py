@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from stardist_v4d import selfcheck
-from stardist_v4d.config import Config, build_config
+from stardist_v4d.config import DEFAULT_MODEL, Config, build_config
 from stardist_v4d.pipeline.workers import cores
 from stardist_v4d.selfcheck import FAIL, INFO, OK, Finding
 
@@ -69,11 +69,11 @@ def test_models_folder_without_the_model_fails_without_loading_anything(tmp_path
     monkeypatch.setattr(selfcheck, "check_gpus", must_not_run)
     monkeypatch.setattr(selfcheck, "check_model", must_not_run)
     (tmp_path / "other").mkdir()
-    assert selfcheck.main({"MODEL2D_PATH": tmp_path}, []) == 1          # MODEL_NAME 'demo' is not there
+    assert selfcheck.main({"MODEL2D_PATH": tmp_path}, []) == 1          # the default MODEL_NAME is not there
     out = capsys.readouterr().out
     assert "FAIL  settings:" in out and "not checked" in out
-    assert out.splitlines()[-1].startswith("1 problem: settings: MODEL_NAME") and "'demo'" in out.splitlines()[-1]
-    assert str(tmp_path / "demo") in out.splitlines()[-1]
+    assert out.splitlines()[-1].startswith("1 problem: settings: MODEL_NAME") and f"'{DEFAULT_MODEL}'" in out.splitlines()[-1]
+    assert str(tmp_path / DEFAULT_MODEL) in out.splitlines()[-1]
 
 
 def test_unwritable_output_folder_fails_naming_the_folder(tmp_path, monkeypatch):

@@ -7,8 +7,10 @@ shipped model never saw. The kind is chosen by a rule on the images themselves, 
 list, so anyone with the data set gets the same split: 256 x 256 images whose nuclei
 average 256-511 px in area and whose nuclei are dim (mean foreground intensity at most
 60 of 255). 43 of the 491 images; the model shipped before this one scored AP@0.5 0.52
-on them. Writes ``DIR/default`` (every other pair) and ``DIR/kind`` (that kind), as
-symbolic links to the data, for ``train --images DIR/default --masks DIR/default``.
+on them. Writes ``DIR/default`` (every other pair), ``DIR/kind`` (that kind) and
+``DIR/val`` (the validation images ``train --images DIR/default`` holds out with its
+default ``--val-fraction 0.1 --seed 42``, for ``eval --eval-dir DIR/val``), as symbolic
+links to the data.
 """
 from __future__ import annotations
 
@@ -57,10 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the dsb2018_fluo folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for default/ and kind/")
     args = parser.parse_args(argv)
+    from .train import TrainSettings, split_validation
+
     default, kind = split(args.data)
     link_pairs(default, args.out / "default")
     link_pairs(kind, args.out / "kind")
-    print(f"{len(default)} pairs in {args.out / 'default'}, {len(kind)} of the held-out kind in {args.out / 'kind'}")
+    _, val = split_validation(len(default), TrainSettings.val_fraction, TrainSettings.seed)
+    link_pairs([default[i] for i in val], args.out / "val")
+    print(f"{len(default)} pairs in {args.out / 'default'} ({len(val)} of them, the validation split, also in "
+          f"{args.out / 'val'}), {len(kind)} of the held-out kind in {args.out / 'kind'}")
     return 0
 
 
