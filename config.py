@@ -223,8 +223,9 @@ def check_settings(config: Config) -> None:
         raise _fail("LABEL_IDS", config.label_ids, "valid: " + ", ".join(LABEL_ID_MODES))
     if not _is_number(config.link_iou) or not 0 < config.link_iou < 1:
         raise _fail("LINK_IOU", config.link_iou, "must be between 0 and 1 (exclusive), e.g. 0.3")
-    if not isinstance(config.write_objects, bool):
-        raise _fail("WRITE_OBJECTS", config.write_objects, "must be True or False")
+    for name in ("WRITE_OBJECTS", "OVERWRITE"):      # "False" (a string) is true: it would overwrite
+        if not isinstance(getattr(config, name.lower()), bool):
+            raise _fail(name, getattr(config, name.lower()), "must be True or False (without quotes)")
     if config.gpu_memory_mb is not None and not (_is_int(config.gpu_memory_mb) and config.gpu_memory_mb > 0):
         raise _fail("GPU_MEMORY_MB", config.gpu_memory_mb, "must be None (grow as needed) or megabytes > 0")
     if config.workers is not None and not (_is_int(config.workers) and config.workers >= 0):

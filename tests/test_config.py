@@ -131,6 +131,17 @@ def test_input_and_output_files(models_dir, stack, tmp_path):
                                                "--overwrite"]).overwrite
 
 
+@pytest.mark.parametrize("name", ["OVERWRITE", "WRITE_OBJECTS"])
+def test_a_quoted_false_is_refused_not_taken_as_true(models_dir, stack, tmp_path, name):
+    """``OVERWRITE = "False"`` once replaced an existing output: a string is true in Python."""
+    existing = tmp_path / "out.tif"
+    existing.write_bytes(b"precious")
+    message = error_of(settings(models_dir, **{name: "False"}), ["--input", str(stack), "--output", str(existing)])
+    assert message == f"{name} ({'--overwrite' if name == 'OVERWRITE' else '--objects/--no-objects'}) = 'False': " \
+                      "must be True or False (without quotes)"
+    assert existing.read_bytes() == b"precious"
+
+
 @pytest.mark.parametrize("change, expected", [
     (dict(input_channel=2), "INPUT_CHANNEL (--channel) = 2: out of range: the image in stack.tif has 2 channel(s) (valid: 0-1)"),
     (dict(time_point=3, active=3), "TIME_POINT (--timepoint) = 3: out of range: the image in stack.tif has 3 time point(s) (valid: 0-2)"),
