@@ -63,7 +63,9 @@ class RoiSidecar:
         """Outlines of one plane (roifile takes 0-based C, Z, T and stores ImageJ's 1-based)."""
         records = []
         for nucleus in nuclei:
-            xy = nucleus.contour[:, ::-1]            # (y, x) rows -> ImageJ's (x, y)
+            # (y, x) rows -> ImageJ's (x, y); StarDist's vertices are in pixel-centre coordinates
+            # (pixel k at k), ImageJ's in pixel-corner ones (pixel k spans k..k+1, centre k + 0.5)
+            xy = nucleus.contour[:, ::-1] + 0.5
             name = f"t{time_point:04d}-z{z:04d}-{nucleus.label:06d}"
             roi = roifile.ImagejRoi.frompoints(xy, name=name, c=self.label_channel, z=z, t=time_point)
             data, encoded = roi.tobytes(), (name + ".roi").encode()
