@@ -32,6 +32,9 @@ class ConfigError(ValueError):
     """A setting is invalid; the message is one line meant for the user."""
 
 
+#: Upper bounds of settings that would otherwise start a million processes or tiles, or wait forever.
+MAX_WORKERS, MAX_TILES, MAX_TIMEOUT_S = 256, 64, 86_400
+
 #: The model a run uses unless MODEL_NAME names another: shipped in ``models/``.
 DEFAULT_MODEL = "demo"
 
@@ -213,8 +216,9 @@ def check_settings(config: Config) -> None:
             raise _fail(name, value, "must be between 0 and 1 (exclusive), or None for the model's own")
     if config.n_tiles is not None and config.n_tiles != "auto" and not (
             isinstance(config.n_tiles, (tuple, list)) and len(config.n_tiles) == 2
-            and all(_is_int(n) and n >= 1 for n in config.n_tiles)):
-        raise _fail("N_TILES", config.n_tiles, "must be None (one tile) or two whole numbers >= 1, e.g. (2, 2), or \"auto\"")
+            and all(_is_int(n) and 1 <= n <= MAX_TILES for n in config.n_tiles)):
+        raise _fail("N_TILES", config.n_tiles, f"must be None (one tile) or two whole numbers from 1 to {MAX_TILES}, "
+                    "e.g. (2, 2), or \"auto\"")
     if not _is_number(config.scale) or not 0.1 <= config.scale <= 10:
         raise _fail("SCALE", config.scale, "must be a number from 0.1 to 10 (1.0 = no resizing)")
     if config.label_dtype not in LABEL_DTYPES:
@@ -228,8 +232,9 @@ def check_settings(config: Config) -> None:
             raise _fail(name, getattr(config, name.lower()), "must be True or False (without quotes)")
     if config.gpu_memory_mb is not None and not (_is_int(config.gpu_memory_mb) and config.gpu_memory_mb > 0):
         raise _fail("GPU_MEMORY_MB", config.gpu_memory_mb, "must be None (grow as needed) or megabytes > 0")
-    if config.workers is not None and not (_is_int(config.workers) and config.workers >= 0):
-        raise _fail("WORKERS", config.workers, "must be None (one per core), 0 (none) or a number of worker processes")
+    if config.workers is not None and not (_is_int(config.workers) and 0 <= config.workers <= MAX_WORKERS):
+        raise _fail("WORKERS", config.workers, "must be None (one per core), 0 (none) or a number of worker "
+                    f"processes up to {MAX_WORKERS}")
     check_engine_settings(config)
     check_scheduler_settings(config)
     if not (_is_int(config.plane_memory_mb) and config.plane_memory_mb >= 64):
@@ -263,8 +268,9 @@ SCHEDULER_FORMS = re.compile(r"^(local:[1-9][0-9]*|(tcp|tls)://[^\s/:]+:[0-9]+)$
 
 def check_scheduler_settings(config: Config) -> None:
     """SCHEDULER and SCHEDULER_TIMEOUT_S, and what a run on Dask workers needs."""
-    if not _is_number(config.scheduler_timeout_s) or not config.scheduler_timeout_s > 0:
-        raise _fail("SCHEDULER_TIMEOUT_S", config.scheduler_timeout_s, "must be seconds above 0, e.g. 30")
+    if not _is_number(config.scheduler_timeout_s) or not 0 < config.scheduler_timeout_s <= MAX_TIMEOUT_S:
+        raise _fail("SCHEDULER_TIMEOUT_S", config.scheduler_timeout_s,
+                    f"must be seconds above 0 and at most {MAX_TIMEOUT_S} (a day), e.g. 30")
     if config.scheduler is None:
         return
     if not isinstance(config.scheduler, str) or not SCHEDULER_FORMS.match(config.scheduler):

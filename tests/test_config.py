@@ -186,3 +186,16 @@ def test_help_lists_every_setting_without_tensorflow(tmp_path):
                  "--overwrite"):
         assert flag in result.stdout
     assert "TF False" in result.stdout
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("WORKERS", 10 ** 6, "up to 256"),
+    ("N_TILES", (10 ** 6, 10 ** 6), "from 1 to 64"),
+    ("SCHEDULER_TIMEOUT_S", float("inf"), "at most 86400"),
+    ("SCHEDULER_TIMEOUT_S", float("nan"), "at most 86400"),
+    ("RING_UM", float("nan"), "above 0 and at most 100"),
+    ("PIXEL_SIZE_UM", (float("inf"), 1.0), "two sizes in um"),
+])
+def test_settings_have_upper_bounds(models_dir, name, value, words):
+    message = error_of(settings(models_dir, **{name: value}))
+    assert message.startswith(f"{name} (") and words in message
