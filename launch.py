@@ -63,13 +63,13 @@ def _reported(action: Callable[[], int], say: Callable[[str], None]) -> int:
 
 
 def demo_config(config: Config, folder: Path | None = None) -> Config:
-    """The embedded demo: a generated stack in ``./demo_output``, replacing earlier demo output."""
+    """The embedded demo: a stack of real nuclei in ``./demo_output``, replacing earlier demo output."""
     from .demo.demo_stack import make_demo_stack
 
     folder = folder or Path.cwd() / DEMO_DIR
     folder.mkdir(exist_ok=True)
     stack = make_demo_stack(folder / "demo_stack.ome.tif")
-    print(f"Demo: generated {stack} (nuclei in channel 0)", flush=True)
+    print(f"Demo: wrote {stack} (real nuclei in channel 0, membranes in channel 1)", flush=True)
     return replace(config, input_path=stack, output_path=folder / "demo_stack_stardist.ome.tif",
                    current_time_point=False, overwrite=True)
 
