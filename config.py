@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 MAX_WORKERS, MAX_TILES, MAX_TIMEOUT_S = 256, 64, 86_400
 
 #: The model a run uses unless MODEL_NAME names another: shipped in ``models/``.
-DEFAULT_MODEL = "demo"
+DEFAULT_MODEL = "fluo_nuclei"
 
 
 @dataclass(frozen=True)

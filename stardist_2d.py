@@ -10,7 +10,7 @@ lists a flag for every setting, and the other commands: ``train``, ``eval``,
 INPUT_CHANNEL = 0              # 0-based channel holding the nuclei
 OUTPUT_CH_NAME = "StarDist"    # name of the new label channel
 MODEL2D_PATH = None            # folder holding model folders; None = models shipped with the plugin
-MODEL_NAME = "demo"            # model folder in MODEL2D_PATH, or a registered name (2D_versatile_fluo)
+MODEL_NAME = "fluo_nuclei"     # model folder in MODEL2D_PATH, or a registered name (2D_versatile_fluo)
 CURRENT_TIME_POINT = True      # True: only the active time point; False: every time point
 FIRST_PLANE = -1               # first Z plane, 0-based; -1 = bottom
 LAST_PLANE = -1                # last Z plane, 0-based and included; -1 = top

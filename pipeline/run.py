@@ -188,7 +188,7 @@ def counted(summary: RunSummary, plan: Plan, tables) -> str:
     if objects is not None:
         return f"{objects.rows} nuclei ({summary.total_nuclei} slices)"
     if len(plan.planes) > 1:
-        return f"{summary.total_nuclei} nucleus slices in {len(plan.planes)} planes a time point"
+        return f"{summary.total_nuclei} nucleus slices"
     return f"{summary.total_nuclei} nuclei"
 
 

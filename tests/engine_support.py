@@ -111,7 +111,8 @@ def tiny_conversion(tiny_models) -> tuple[Logs, Logs]:
 def tiny_ir(tiny_models, tiny_conversion) -> ir_cache.CachedIR:
     """The tiny model's cache entry."""
     folder = tiny_models / "tiny"
-    cached = ir_cache.find(folder, sha256_of(folder / "weights_best.h5"), _ov_version(), print)
+    cached = ir_cache.find(folder, ir_cache.network_key(folder, sha256_of(folder / "weights_best.h5")),
+                           _ov_version(), print)
     assert cached is not None
     return cached
 

@@ -31,7 +31,8 @@ def test_conversion_happens_once_then_the_entry_is_reused(tiny_models, tiny_conv
     folder = tiny_models / "tiny"
     assert first.count("Converting") == 1 and second.count("Converting") == 0
     [name] = entries(folder)
-    assert name == ir_cache.entry_name(sha256_of(folder / "weights_best.h5"), _ov_version())
+    assert name == ir_cache.entry_name(ir_cache.network_key(folder, sha256_of(folder / "weights_best.h5")),
+                                       _ov_version())
     assert {p.name for p in (folder / ".openvino" / name).iterdir()} == {"model.xml", "model.bin", "stardist.json"}
     assert first.count(f"CNN: OpenVINO fp32 (converted network from {folder / '.openvino' / name})") == 1
     assert second.count(f"CNN: OpenVINO fp32 (converted network from {folder / '.openvino' / name})") == 1
@@ -42,7 +43,7 @@ NO_TENSORFLOW_SCRIPT = """
 import sys
 from stardist_v4d.__main__ import main
 code = main(["run", "--input", {source!r}, "--output", {target!r}, "--model-path", {models!r},
-             "--model", "tiny", "--precision", "bf16", "--no-measure", "--workers", "0"])
+             "--model", "tiny", "--backend", "openvino", "--no-measure", "--workers", "0"])
 print("RESULT", code, "tensorflow" in sys.modules, "keras" in sys.modules)
 """
 
@@ -55,7 +56,7 @@ def test_a_run_with_a_warm_cache_never_imports_tensorflow(tmp_path, tiny_models,
                           cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "RESULT 0 False False", done.stdout[-2000:]
-    assert f"CNN: OpenVINO bf16 (converted network from {tiny_ir.folder})" in done.stdout
+    assert f"CNN: OpenVINO fp32 (converted network from {tiny_ir.folder})" in done.stdout
     assert "Converting" not in done.stdout
     assert read_tzcyx(target)[0, :, -1].max() > 0
 
@@ -82,6 +83,19 @@ def test_new_weights_are_converted_again_under_a_new_key(tmp_path, tiny_models, 
     assert np.abs(got - want).max() < 1e-4 < np.abs(old - want).max()      # the new weights' network
 
 
+def test_an_edited_config_is_converted_again_not_run_stale(tmp_path, tiny_models, tiny_ir):
+    import json
+    folder = copy_model(tiny_models / "tiny", tmp_path / "models")
+    shutil.copytree(tiny_ir.folder, folder / ".openvino" / tiny_ir.folder.name)    # warm for this config
+    config = json.loads((folder / "config.json").read_text())
+    config["train_epochs"] = int(config.get("train_epochs", 1)) + 1                # same weights, other config
+    (folder / "config.json").write_text(json.dumps(config))
+    logs = Logs()
+    load_for(OPENVINO_FP32, tmp_path / "models", "tiny", logs)
+    assert logs.count("Converting") == 1, logs
+    assert len(entries(folder)) == 2
+
+
 def _flip_bytes(path: Path) -> None:
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
@@ -103,7 +117,7 @@ def test_a_damaged_entry_is_said_once_and_rebuilt(tmp_path, tiny_models, tiny_ir
     assert lines.count(" is damaged (") == 1, lines
     assert lines.count("Converting") == 1 and lines.count("CNN: OpenVINO fp32") == 1
     assert summary.total_nuclei > 0 and labels.max() > 0
-    rebuilt = ir_cache.read_entry(entry, sha256_of(folder / "weights_best.h5"))     # usable again
+    rebuilt = ir_cache.read_entry(entry, ir_cache.network_key(folder, sha256_of(folder / "weights_best.h5")))
     assert rebuilt.outputs == tiny_ir.outputs
     logs = Logs()
     assert isinstance(load_for(OPENVINO_FP32, tmp_path / "models", "tiny", logs), SparseStarDist2D)

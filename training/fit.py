@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
+import time
 from typing import Iterator
 
 import numpy as np
@@ -114,6 +115,7 @@ def make_callbacks(model, settings, run: dict, history: dict, best_val_loss: flo
     """The learning-rate schedule and the per-epoch checkpoint, as Keras callbacks."""
     import keras
 
+    started = time.monotonic()
     best_callbacks = [cb for cb in model.callbacks if isinstance(cb, keras.callbacks.ModelCheckpoint)
                       and cb.save_best_only]
     if best_val_loss is not None:
@@ -133,6 +135,8 @@ def make_callbacks(model, settings, run: dict, history: dict, best_val_loss: flo
                     history.setdefault(key, []).append(float(logs[key]))
             history.setdefault("learning_rate", []).append(float(np.asarray(self.model.optimizer.learning_rate)))
             best = [cb.best for cb in best_callbacks if np.isfinite(cb.best)]
+            # training time over every part of a resumed run, for training.json
+            run["seconds_so_far"] = round(float(run.get("seconds_before", 0.0)) + time.monotonic() - started, 1)
             checkpoints.save(model.logdir, self.model, epoch + 1, history, float(best[0]) if best else None, run)
 
     # the checkpoint runs after StarDist's ModelCheckpoint (so its 'best' is this epoch's)

@@ -179,7 +179,8 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         log(f"Resuming at epoch {first_epoch + 1} of {settings.epochs}.")
 
     run = dict(run or {}, settings={k: v for k, v in settings.__dict__.items()},
-               start_weights=str(start_weights) if start_weights is not None else None)
+               start_weights=str(start_weights) if start_weights is not None else None,
+               seconds_before=float(resume.run.get("seconds_so_far", 0.0)) if resume is not None else 0.0)
     interrupted = False
     try:
         if first_epoch < settings.epochs:
@@ -209,7 +210,7 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         "settings": {k: v for k, v in settings.__dict__.items()},
         "start_weights": run["start_weights"], "data": {k: v for k, v in run.items() if k not in ("settings", "start_weights")},
         "history": history, "thresholds": thresholds, "verdict": verdict,
-        "interrupted": interrupted, "seconds": round(seconds + float(run.get("seconds_before", 0)), 1),
+        "interrupted": interrupted, "seconds": round(seconds + run["seconds_before"], 1),
     }, indent=2, default=str))
     log(verdict)
     log(f"Thresholds (optimized on validation): prob {thresholds['prob']:.3f}, nms {thresholds['nms']:.2f}")

@@ -88,7 +88,7 @@ def load_for(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool
     if folder.is_dir():                          # read once: its config serves the sparse model too
         model_config, weights = read_model_folder(folder)
         weights_sha256 = weights_sha256 or sha256_of(weights)
-        cached = ir_cache.find(folder, weights_sha256, openvino_version(), log)
+        cached = ir_cache.find(folder, ir_cache.network_key(folder, weights_sha256), openvino_version(), log)
         if cached is not None and not blocks:
             log(f"CNN: {engine} (converted network from {cached.folder}).")
             return _sparse_model(folder, model_config, cached, engine.precision)
@@ -96,10 +96,11 @@ def load_for(engine: Engine, models_dir: Path, name: str, log: Log, blocks: bool
     if weights is None:                         # a registered name: StarDist's own download folder
         folder = Path(model.logdir)
         weights_sha256 = sha256_of(weights_file(folder))
-        cached = ir_cache.find(folder, weights_sha256, openvino_version(), log)
+        cached = ir_cache.find(folder, ir_cache.network_key(folder, weights_sha256), openvino_version(), log)
     if cached is None:
         try:
-            cached = ir_cache.convert(model, folder, weights_sha256, openvino_version(), log)
+            cached = ir_cache.convert(model, folder, ir_cache.network_key(folder, weights_sha256),
+                                      openvino_version(), log)
         except Exception as error:               # never a TensorFlow/OpenVINO traceback
             log(f"The model could not be converted to OpenVINO ({type(error).__name__}: "
                 f"{' '.join(str(error).split())[:200]}): the CNN runs in TensorFlow (fp32).")

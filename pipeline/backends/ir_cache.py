@@ -59,6 +59,14 @@ def user_cache_dir() -> Path:
     return base / "stardist-v4d"
 
 
+def network_key(model_folder: Path, weights_sha256: str) -> str:
+    """The digest an entry is keyed by: the weights *and* ``config.json``, which the network is built
+    from (a config edited after a conversion must not run the stale network)."""
+    config = Path(model_folder) / "config.json"
+    data = config.read_bytes() if config.is_file() else b""
+    return hashlib.sha256(weights_sha256.encode() + b"\0" + data).hexdigest()
+
+
 def entry_name(weights_sha256: str, openvino_version: str) -> str:
     return f"openvino-{openvino_version.split('-')[0]}-{weights_sha256[:16]}"
 
