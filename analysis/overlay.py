@@ -180,9 +180,10 @@ def _annotate(rgb: np.ndarray, labels: np.ndarray, scale: float, pixel_size: flo
     return np.asarray(picture)
 
 
-def plot_overlay(overlay: Overlay, path: Path, pixel_size: float | None = None) -> Path:
+def plot_overlay(overlay: Overlay, path: Path, pixel_size: float | None = None, annotate: bool = True) -> Path:
     """The overlay, one image pixel per PNG pixel (whole-number enlarged when small), titled,
-    with each nucleus' ID and a scale bar (µm with ``pixel_size``, the pixel's width in µm, else px).
+    with each nucleus' ID and a scale bar (µm with ``pixel_size``, the pixel's width in µm, else px)
+    unless ``annotate`` is False.
 
     Written as pixels (the title rendered by Agg above them), not through
     ``imshow``: that maps image pixels to PNG pixels exactly, and a 2000 x 2000
@@ -197,7 +198,8 @@ def plot_overlay(overlay: Overlay, path: Path, pixel_size: float | None = None) 
     zoom = max(1, OVERLAY_MIN_PX // max(rows, cols))
     if zoom > 1:
         rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
-    rgb = _annotate(rgb, labels, rgb.shape[1] / labels.shape[1], pixel_size, "µm" if pixel_size else "px")
+    if annotate:
+        rgb = _annotate(rgb, labels, rgb.shape[1] / labels.shape[1], pixel_size, "µm" if pixel_size else "px")
     shrunk = (rows, cols) != labels.shape
     note = f" (shown at 1/{math.ceil(max(labels.shape) / OVERLAY_MAX_PX)})" if shrunk else ""
     title = (f"{n:,} {'nucleus' if n == 1 else 'nuclei'}, time point {overlay.time_point}, "

@@ -263,7 +263,7 @@ def make_plots(folder: Path, nuclei_csv: Path, planes_csv: Path, field_size: tup
         notes.append(f"No density maps: {areas.n} nuclei are too few to show a density "
                      f"(at least {min_density_nuclei}).")
     planes = read_planes(planes_csv, chunksize)
-    if planes["z"].nunique() > 1:            # one plane: no one-dot profile over Z (cells_over_time has time)
+    if planes["z"].nunique() != 1:           # one plane: no one-dot profile over Z (cells_over_time has time)
         written.append(plot_nuclei_per_plane(planes, folder / "nuclei_per_plane.png"))
     if overlay is not None:
         name = f"overlay_t{int(overlay.time_point):04d}_z{int(overlay.z):04d}.png"

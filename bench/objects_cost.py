@@ -57,7 +57,7 @@ def stack(planes: int, time_points: int, size: int) -> np.ndarray:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--planes", type=int, default=10)
     parser.add_argument("--time-points", type=int, default=2)
     parser.add_argument("--size", type=int, default=1024)

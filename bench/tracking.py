@@ -112,7 +112,7 @@ def score(links: set, stack, objects: pd.DataFrame) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--stacks", type=int, default=5)
     parser.add_argument("--time-points", type=int, default=6)
     parser.add_argument("--cells", type=int, default=14)

@@ -93,7 +93,7 @@ def seconds_per_step(variant: str, images, masks, steps: int, folder: Path) -> f
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--images", type=int, default=60, help="real images loaded (of the set's 491)")

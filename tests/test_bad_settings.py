@@ -245,10 +245,10 @@ def test_module_usage_lists_check(tmp_path):
 
 # ------------------------------------------------------------- the run's first line
 @pytest.mark.parametrize("changes, expected", [
-    ({}, "channel 0, time point 0, planes bottom-top, model demo"),
+    ({}, f"channel 0, time point 0, planes bottom-top, model {DEFAULT_MODEL}"),
     (dict(current_time_point=False, first_plane=3, last_plane=10, input_channel=1),
-     "channel 1, all time points, planes 3-10, model demo"),
-    (dict(time_point=4, first_plane=2), "channel 0, time point 4, planes 2-top, model demo"),
+     f"channel 1, all time points, planes 3-10, model {DEFAULT_MODEL}"),
+    (dict(time_point=4, first_plane=2), f"channel 0, time point 4, planes 2-top, model {DEFAULT_MODEL}"),
     (dict(first_plane=5, last_plane=5, model_name="mine", model2d_path=Path("/models")),
      "channel 0, time point 0, plane 5, model mine from /models"),
 ])

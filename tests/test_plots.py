@@ -259,7 +259,7 @@ def test_area_histogram_of_identical_areas(tmp_path):
 # ------------------------------------------------------------------ overlay
 def test_overlay_outlines_are_coloured_at_full_resolution(tmp_path):
     overlay, boundary = disc_overlay()
-    rgb = assert_picture(plot_overlay(overlay, tmp_path / "overlay.png"))
+    rgb = assert_picture(plot_overlay(overlay, tmp_path / "overlay.png", annotate=False))
     zoom = 500 // 120  # small planes are enlarged by a whole factor, pixels stay square
     assert rgb.shape[1] >= 120 * zoom and rgb.shape[0] >= 100 * zoom
     # the plane sits below the title; every outline pixel shows as zoom x zoom yellow
@@ -270,6 +270,17 @@ def test_overlay_outlines_are_coloured_at_full_resolution(tmp_path):
     inside = plane[~yellow(plane)]
     assert (np.ptp(inside, axis=1) == 0).all()  # the image itself is grey
     assert inside[:, 0].min() == 0.0 and inside[:, 0].max() == 1.0  # and contrast-stretched
+
+
+def test_overlay_names_each_nucleus_and_has_a_scale_bar(tmp_path):
+    overlay, _ = disc_overlay()
+    plain = assert_picture(plot_overlay(overlay, tmp_path / "plain.png", annotate=False))
+    marked = assert_picture(plot_overlay(overlay, tmp_path / "marked.png", pixel_size=0.5))
+    assert plain.shape == marked.shape
+    cyan = (marked[..., 0] < 0.3) & (marked[..., 1] > 0.9) & (marked[..., 2] > 0.9)
+    assert cyan.sum() > 5                                     # the label IDs, in cyan
+    white = (marked.min(axis=-1) > 0.99) & ~(plain.min(axis=-1) > 0.99)
+    assert white[-40:].sum() > 50                             # the scale bar and its words, at the bottom
 
 
 def test_overlay_without_nuclei_has_no_outline(tmp_path):

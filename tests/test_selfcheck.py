@@ -32,7 +32,7 @@ def test_demo_model_check_passes_and_prints_every_line(tmp_path, monkeypatch, ca
     assert selfcheck.main({}, []) == 0
     out = capsys.readouterr().out
     lines = report_lines(out)
-    assert set(lines) == {"python", "packages", "cpu", "settings", "gpu", "model demo", "output folder", "arivis"}
+    assert set(lines) == {"python", "packages", "cpu", "settings", "gpu", f"model {DEFAULT_MODEL}", "output folder", "arivis"}
     assert lines["python"].startswith("ok") and f"{sys.version_info[0]}.{sys.version_info[1]}." in lines["python"]
     for package in ("tensorflow", "stardist", "csbdeep", "numpy", "tifffile"):
         assert re.search(rf"\b{package} \d", lines["packages"]), package
@@ -41,8 +41,8 @@ def test_demo_model_check_passes_and_prints_every_line(tmp_path, monkeypatch, ca
                for flag in ("AVX2", "FMA", "AVX512F", "AVX512_BF16"))
     assert lines["gpu"].startswith("ok") and "TensorFlow" in lines["gpu"]
     model = re.search(r"loads in [\d.]+ s.*256 x 256 generated plane -> (\d+) nuclei \((\d+) drawn\) in [\d.]+ s",
-                      lines["model demo"])
-    assert lines["model demo"].startswith("ok") and model and int(model.group(1)) > 0
+                      lines[f"model {DEFAULT_MODEL}"])
+    assert lines[f"model {DEFAULT_MODEL}"].startswith("ok") and model and int(model.group(1)) > 0
     assert lines["output folder"].startswith("ok") and str(tmp_path) in lines["output folder"]
     assert "writable" in lines["output folder"] and " free" in lines["output folder"]
     assert lines["arivis"].startswith("--") and "not installed" in lines["arivis"]

@@ -55,7 +55,7 @@ def link_pairs(pairs: list[tuple[Path, Path]], folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stardist_v4d.training.dsb2018", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stardist_v4d.training.dsb2018", allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the dsb2018_fluo folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for default/ and kind/")
     args = parser.parse_args(argv)
