@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..analysis.measure import Calibration, measure_plane
 from ..analysis.objects import ObjectBuilder, units
@@ -23,8 +22,6 @@ from ..analysis.tables import CsvTable, TablePaths, plane_summary, planes_column
 from ..analysis.tracks import TrackBuilder
 
 Columns = dict[str, np.ndarray]
-#: Outline overlays drawn at most (one per time point, evenly spread over a longer run).
-MAX_OVERLAYS = 100
 
 
 def calibration_for(pixel_size_setting: tuple[float, float] | None,
@@ -211,83 +208,9 @@ class RunMeasurements:
         return notes
 
     def draw_time_point_overlays(self, read_plane: Callable[[int, int], np.ndarray]) -> None:
-        """The overlay's plane at every other time point (up to ``MAX_OVERLAYS``, evenly spread), read
-        back from the output while it is still open (call before the host finishes); none where the host
-        cannot read its output back. The first time point's is drawn with the other plots."""
-        from ..analysis.plots import Overlay as PlotOverlay, plot_overlay
-
-        self._overlays: list[Path] = []
-        if not self.plots or self.overlay is None or self.written is None:
-            return
-        times = np.unique(pd.read_csv(self.planes.partial_path, usecols=["time_point"])["time_point"].to_numpy())
-        if times.size > MAX_OVERLAYS:
-            times = times[np.linspace(0, times.size - 1, MAX_OVERLAYS).round().astype(int)]
-        z = self.overlay.z
-        pixel = self.calibration.pixel_size_um[0] if self.calibration.pixel_size_um else None
-        self.paths.plots.mkdir(exist_ok=True)
-        for t in times.tolist():
-            if t == self.overlay.time_point:
-                continue
-            try:
-                labels = self.written(t, z)
-            except NotImplementedError:
-                return
-            picture = PlotOverlay(read_plane(t, z), labels, t, z)
-            self._overlays.append(plot_overlay(picture, self.paths.plots / f"overlay_t{t:04d}_z{z:04d}.png", pixel))
-
-    def _cell_plots(self, where: Mapping[str, Path], read_plane: Callable[[int, int], np.ndarray]) -> list[Path]:
-        """Counts and sizes per time point, each nucleus once, and the tracks over the last projection."""
-        from ..analysis.cell_plots import make_cell_plots
-        from ..analysis.table_reading import Units
-
-        planes = pd.read_csv(where["Planes"], usecols=["time_point", "z"])
-
-        def projection(t: int) -> np.ndarray:
-            image = None
-            for z in planes.loc[planes["time_point"] == t, "z"]:
-                plane = np.asarray(read_plane(t, int(z)), np.float32)
-                image = plane if image is None else np.maximum(image, plane)
-            return image
-
-        sy, sx = self.calibration.spacing
-        return make_cell_plots(self.paths.plots, where.get("Objects", where["Nuclei"]), "Objects" in where,
-                               Units(self.calibration.length_unit), (sx, sy), where.get("Spots"),
-                               where.get("Tracks"), projection)
-
-    def _workbook_and_plots(self, where: Mapping[str, Path],
-                            read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
-        """The Excel workbook and the pictures, made from the finished CSVs.
-
-        The tables are complete before this starts; a disk or a file that fails here
-        costs the workbook or the pictures (said in a note), never the tables.
-        """
-        from ..analysis.excel import write_workbook
-        from ..analysis.plots import Overlay as PlotOverlay, make_plots
-
-        notes: list[str] = []
-        try:
-            notes += write_workbook(self.paths.workbook, where, self.settings, self.channel_names)
-            notes.append(f"Excel workbook: {self.paths.workbook}")
-        except OSError as error:
-            notes.append(f"The Excel workbook could not be written ({error}); the CSV tables are complete.")
-        picture = None
-        if self.overlay is not None and self.overlay.labels is not None:
-            picture = PlotOverlay(read_plane(self.overlay.time_point, self.overlay.z),
-                                  self.overlay.labels, self.overlay.time_point, self.overlay.z)
-        sy, sx = self.calibration.spacing
-        field_size = (self.plane_shape[1] * sx, self.plane_shape[0] * sy)
-        try:
-            skipped: list[str] = []
-            pixel = self.calibration.pixel_size_um[0] if self.calibration.pixel_size_um else None
-            pictures = make_plots(self.paths.plots, where["Nuclei"], where["Planes"], field_size, picture,
-                                  notes=skipped, pixel_size=pixel)
-            pictures += getattr(self, "_overlays", [])
-            pictures += self._cell_plots(where, read_plane)
-            notes.append(f"{len(pictures)} plot(s) in {self.paths.plots}")
-            notes += skipped
-        except OSError as error:
-            notes.append(f"The plots could not be written ({error}); the CSV tables are complete.")
-        return notes
+        """Overlays of the other time points, while the output is open (``run_pictures``)."""
+        from .run_pictures import draw_time_point_overlays
+        draw_time_point_overlays(self, read_plane)
 
     def discard(self) -> None:
         """Close and delete the unfinished tables (a run that failed on bad input)."""
@@ -318,7 +241,8 @@ class RunMeasurements:
         notes = [counted + ", ".join(p.name for s, p in where.items() if s not in ("Objects", "Tracks", "Spots"))
                  + f" in {self.paths.folder}"] + track_notes
         if self.plots:                         # PLOTS = False: the CSV tables only
-            notes += self._workbook_and_plots(where, read_plane)
+            from .run_pictures import workbook_and_plots
+            notes += workbook_and_plots(self, where, read_plane)
         return notes
 
 
