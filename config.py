@@ -9,6 +9,7 @@ is reported in a second.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -64,7 +65,6 @@ class Config:
     label_dtype: str = "auto"
     overwrite: bool = False
     label_ids: str = "per_plane"
-    link_iou: float = 0.3
     write_objects: bool = True
     gpu_memory_mb: int | None = None
     workers: int | None = None
@@ -82,6 +82,7 @@ class Config:
     pixel_size_um: tuple[float, float] | None = None
     plots: bool = True
     measurements_dir: Path | None = None
+    axes: str | None = None                  # a TIFF's axes, declared (None: its metadata's, or Z assumed)
     input_path: Path | None = None
     output_path: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -117,8 +118,8 @@ FLAGS = {  # constant -> flag, so messages can name both
     "NORM_PERCENTILES": "--percentiles", "NORMALIZE": "--normalize",
     "PROB_THRESH": "--prob-thresh", "NMS_THRESH": "--nms-thresh", "N_TILES": "--n-tiles",
     "SCALE": "--scale", "LABEL_DTYPE": "--label-dtype", "OVERWRITE": "--overwrite",
-    "LABEL_IDS": "--label-ids", "LINK_IOU": "--link-iou", "WRITE_OBJECTS": "--objects/--no-objects",
-    "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output",
+    "LABEL_IDS": "--label-ids", "WRITE_OBJECTS": "--objects/--no-objects",
+    "GPU_MEMORY_MB": "--gpu-memory-mb", "INPUT": "--input", "OUTPUT": "--output", "AXES": "--axes",
     "WORKERS": "--workers", "PRECISION": "--precision", "BACKEND": "--backend",
     "SCHEDULER": "--scheduler", "SCHEDULER_TIMEOUT_S": "--scheduler-timeout-s", "PLANE_MEMORY_MB": "--plane-memory-mb", "BLOCK_OVERLAP": "--block-overlap",
     "MEASURE": "--measure/--no-measure", "RING_UM": "--ring-um", "PIXEL_SIZE_UM": "--pixel-size-um",
@@ -190,12 +191,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def _axes_ok(axes: str) -> bool:
+    return set(axes) <= set("TZCYXS") and len(set(axes)) == len(axes) and {"Y", "X"} <= set(axes)
+
+
 def check_settings(config: Config) -> None:
     """Checks that need neither the data nor TensorFlow."""
+    if config.model2d_path is not None and not isinstance(config.model2d_path, (str, os.PathLike)):
+        raise _fail("MODEL2D_PATH", config.model2d_path, "must be None (the shipped models) or a folder path")
     if not _is_int(config.input_channel) or config.input_channel < 0:
         raise _fail("INPUT_CHANNEL", config.input_channel, "must be a channel index 0, 1, 2, ...")
     if not isinstance(config.output_ch_name, str) or not config.output_ch_name.strip():
         raise _fail("OUTPUT_CH_NAME", config.output_ch_name, "must be a non-empty name")
+    if config.axes is not None and not (isinstance(config.axes, str) and _axes_ok(config.axes.upper())):
+        raise _fail("AXES", config.axes, "must be None or the TIFF's axes, one letter each of T, Z, C, Y, X "
+                    "(S: RGB samples) with Y and X, no letter twice, e.g. 'TZCYX' or 'CZYX'")
+    if config.axes is not None and config.input_path is not None and is_zarr_path(config.input_path):
+        raise _fail("AXES", config.axes, "is for TIFF inputs: an OME-Zarr names its axes itself; leave AXES None")
     if not isinstance(config.current_time_point, bool):
         raise _fail("CURRENT_TIME_POINT", config.current_time_point, "must be True (active time point) or False (all)")
     if not _is_int(config.time_point) or config.time_point < 0:
@@ -225,8 +237,9 @@ def check_settings(config: Config) -> None:
         raise _fail("LABEL_DTYPE", config.label_dtype, "valid: " + ", ".join(LABEL_DTYPES))
     if config.label_ids not in LABEL_ID_MODES:
         raise _fail("LABEL_IDS", config.label_ids, "valid: " + ", ".join(LABEL_ID_MODES))
-    if not _is_number(config.link_iou) or not 0 < config.link_iou < 1:
-        raise _fail("LINK_IOU", config.link_iou, "must be between 0 and 1 (exclusive), e.g. 0.3")
+    if config.label_ids == "track_t" and not config.measure:
+        raise ConfigError("LABEL_IDS (--label-ids) = 'track_t' writes the IDs of the tracks the measurements "
+                          "make: it needs MEASURE = True (no --no-measure)")
     for name in ("WRITE_OBJECTS", "OVERWRITE"):      # "False" (a string) is true: it would overwrite
         if not isinstance(getattr(config, name.lower()), bool):
             raise _fail(name, getattr(config, name.lower()), "must be True or False (without quotes)")

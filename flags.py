@@ -80,12 +80,14 @@ def build_parser(defaults: Config, prog: str | None = None) -> argparse.Argument
                    help="'auto': tiles only when a plane's CNN would exceed --plane-memory-mb [default]; "
                         "'none': one tile; Y X: split each plane into Y x X tiles")
     p.add_argument("--scale", type=float, help="resize planes by this factor before prediction, for nuclei larger or smaller than the model's (default 1.0)")
+    p.add_argument("--axes", help="a TIFF's axes when its metadata lacks or misstates them, one letter per axis "
+                                   "of T, Z, C, Y, X, e.g. TZCYX (default: the file's; plain pages are taken as Z)")
     p.add_argument("--label-dtype", choices=LABEL_DTYPES, help="output pixel type (default auto: the input type widened to at least uint16)")
     p.add_argument("--label-ids", choices=LABEL_ID_MODES,
                    help="per_plane: 1..n in each plane [default]; unique: no ID repeats in the run; "
-                        "track_t: an object keeps its ID over time; link_z: overlapping objects in "
-                        "neighbouring planes share one ID (3D objects)")
-    p.add_argument("--link-iou", type=float, help="overlap (IoU) that links objects for track_t / link_z (default 0.3)")
+                        "track_t: every slice of a nucleus carries its track's ID (LAP tracks over time, as "
+                        "in the tracks table); link_z: overlapping objects in neighbouring planes share "
+                        "one ID (3D objects)")
     _switch(p, "write_objects", "objects",
             "also write one outline per nucleus (an ImageJ ROI zip beside a TIFF output) [default]",
             "write labels only")

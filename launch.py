@@ -106,7 +106,7 @@ def run_headless(settings: Mapping[str, Any], argv: Sequence[str], prog: str | N
             return 0 if summary.completed else 1
         from .host_api.tiff import TiffHost
         with TiffHost(config.input_path, config.output_path, overwrite=config.overwrite,
-                      time_point=config.time_point) as host:
+                      time_point=config.time_point, axes=config.axes) as host:
             summary = run(config, host)
         return 0 if summary.completed else 1
 

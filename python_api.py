@@ -17,6 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 #: Config fields that are not settings of an in-memory run.
 NOT_FOR_ARRAYS = ("input_path", "output_path", "extra")
 
@@ -53,8 +55,9 @@ def segment(array: Any, axes: str | None = None, *, channel_names: Sequence[str]
     """Segment ``array`` (numpy, dask, zarr, memmap) plane by plane; returns ``(labels, table)``.
 
     ``axes``: T, Z, C, Y, X in any order and subset (default 'YX' / 'ZYX' for 2D / 3D).
-    ``settings``: ``input_channel=0``, ``current_time_point=True``, ``first_plane=-1``, ...,
-    as the constants block. Tables and plots go to files only when ``measurements_dir`` is
+    ``settings``: ``input_channel=0``, ``first_plane=-1``, ..., as the constants block, except
+    that every time point is segmented unless ``current_time_point=True`` (with ``time_point``)
+    says one: an array has no viewer whose time point would be meant. Tables and plots go to files only when ``measurements_dir`` is
     given (then ``plots`` works as in a run); otherwise measuring makes the table alone.
     """
     import pandas as pd
@@ -63,7 +66,9 @@ def segment(array: Any, axes: str | None = None, *, channel_names: Sequence[str]
     from .pipeline.measuring import TablePaths
     from .pipeline.run import plan_for, run
 
+    array = image_array(array)
     axes = guess_axes(len(array.shape)) if axes is None else axes
+    settings.setdefault("current_time_point", False)
     keep_files = settings.get("measurements_dir") is not None
     if not keep_files:
         settings.setdefault("plots", False)       # no folder to keep a workbook or pictures in
@@ -82,8 +87,24 @@ def segment(array: Any, axes: str | None = None, *, channel_names: Sequence[str]
             table = pd.read_csv(nuclei)
         else:
             table = pd.DataFrame([(t, z, n) for (t, z), n in summary.nuclei_per_plane.items()],
-                                 columns=["t", "z", "nuclei"])
+                                 columns=["time_point", "z", "nuclei"])
     return host.labels, table
+
+
+def image_array(array: Any):
+    """``array`` as something with a shape and a pixel type; a nested list becomes numpy. One line otherwise."""
+    from .config import ConfigError
+    if isinstance(array, (list, tuple)):
+        array = np.asarray(array)
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        raise ConfigError(f"segment(): a {type(array).__name__} is not an image; give a numpy, dask or zarr array")
+    if len(array.shape) < 2 or any(int(n) == 0 for n in array.shape):
+        raise ConfigError(f"segment(): an array of shape {tuple(array.shape)} holds no image plane; "
+                          "give at least Y x X pixels, e.g. shape (512, 512)")
+    if np.dtype(array.dtype).kind not in "buif":
+        raise ConfigError(f"segment(): pixels of type {np.dtype(array.dtype).name} are not intensities; "
+                          "give integer, float or bool pixels")
+    return array
 
 
 def release_models() -> int:

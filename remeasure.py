@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixel size in um (default: the image's, else the label file's)")
     p.add_argument("--ring-um", type=float, default=2.0, help="ring width around each nucleus, in um (default 2)")
     p.add_argument("--tracks", action="store_true",
-                   help="also write the tracks table (default: when the run record says LABEL_IDS = track_t)")
+                   help="changes nothing, kept for older commands: the spots and tracks tables are written "
+                        "whenever the labels have two or more time points")
+    p.add_argument("--timepoint", type=int, metavar="T",
+                   help="measure this time point only (default: the run record's, else every one)")
+    p.add_argument("--first-plane", type=int, metavar="Z", help="first Z plane to measure (default: the run "
+                   "record's, else the bottom; -1 = bottom)")
+    p.add_argument("--last-plane", type=int, metavar="Z", help="last Z plane (default: the run record's, else the top; -1 = top)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="tables only, no pictures")
     p.add_argument("--overwrite", action="store_true", help="replace tables and plots of an earlier run")
     return p
@@ -89,6 +95,45 @@ def planes_to_measure(record: dict[str, str], info: DatasetInfo) -> tuple[list[i
         f"Measuring the {len(time_points) * len(planes)} plane(s) the run segmented (its run record)."
 
 
+def chosen_planes(args: argparse.Namespace, info: DatasetInfo, time_points: list[int],
+                  planes: list[int]) -> tuple[list[int], list[int], str | None]:
+    """``--timepoint`` / ``--first-plane`` / ``--last-plane`` over the run record's choice; the line saying so."""
+    if args.timepoint is None and args.first_plane is None and args.last_plane is None:
+        return time_points, planes, None
+    if args.timepoint is not None:
+        if not 0 <= args.timepoint < info.size_t:
+            raise MeasureError(f"--timepoint {args.timepoint}: the labels have {info.size_t} time point(s) "
+                               f"(valid: 0-{info.size_t - 1})")
+        time_points = [args.timepoint]
+    for flag, value in (("--first-plane", args.first_plane), ("--last-plane", args.last_plane)):
+        if value is not None and not -1 <= value < info.size_z:
+            raise MeasureError(f"{flag} {value}: the labels have {info.size_z} Z plane(s) (valid: 0-{info.size_z - 1}, or -1)")
+    first = args.first_plane if args.first_plane is not None else (planes[0] if planes else -1)
+    last = args.last_plane if args.last_plane is not None else (planes[-1] if planes else -1)
+    first, last = resolve_plane_range(first, last, info.size_z)
+    if first > last:
+        raise MeasureError(f"--first-plane {first} is above --last-plane {last}")
+    return time_points, list(range(first, last + 1)), \
+        f"Measuring time point(s) {', '.join(map(str, time_points))}, planes {first}-{last} (as asked)."
+
+
+def labelled_range(read: Callable[[int, int], np.ndarray], time_points: list[int],
+                   planes: list[int]) -> tuple[list[int], list[int], str]:
+    """Without a run record: the time points and the Z range that hold any label (all-zero planes
+    outside them were most likely never segmented, and are not measured as "0 nuclei")."""
+    held = [(t, z) for t in time_points for z in planes if np.any(read(t, z))]
+    if not held:
+        raise MeasureError("the label channel holds no label in any plane (all zero): nothing to measure")
+    kept_t = sorted({t for t, _ in held})
+    first, last = min(z for _, z in held), max(z for _, z in held)
+    skipped = len(time_points) * len(planes) - len(kept_t) * (last - first + 1)
+    note = (f"; {skipped} all-zero plane(s) outside them skipped (never segmented?): "
+            "--timepoint/--first-plane/--last-plane choose others") if skipped else ""
+    return kept_t, list(range(first, last + 1)), (
+        f"No run record in the label file: measuring the planes that hold labels, {first}-{last} of time "
+        f"point(s) {', '.join(map(str, kept_t))}{note}.")
+
+
 def integer_labels(plane: np.ndarray, where: str) -> np.ndarray:
     """Label IDs as integers; a float plane must hold whole, non-negative numbers."""
     if plane.dtype.kind in "ui":
@@ -118,26 +163,30 @@ def remeasure(args: argparse.Namespace, log=print) -> Path:
         if note:
             log(note)
         run_record = read_run_description(args.labels)
-        time_points, planes, mode, line = planes_to_measure(run_record, label_info)
+        time_points, planes, _, line = planes_to_measure(run_record, label_info)
+        time_points, planes, chosen = chosen_planes(args, label_info, time_points, planes)
+        if chosen is None and not any(k.startswith("setting.") for k in run_record):
+            time_points, planes, chosen = labelled_range(lambda t, z: label_file.read_plane(channel, t, z),
+                                                         time_points, planes)
+        line = chosen or line
         shown = int(run_record.get("setting.input_channel", 0))
         shown = shown if 0 <= shown < info.size_c else 0
         log(line)
-        with_tracks = args.tracks or mode == "track_t"
         if not args.overwrite and paths.existing():
             raise MeasureError(f"{paths.existing()[0]} exists already; use --overwrite to "
                                "replace it, or --output-dir for another folder")
         pixel = info.pixel_size_um if info.pixel_size_um[0] else label_info.pixel_size_um
         calibration, line = calibration_for(args.pixel_size_um, pixel, args.ring_um, str(args.input))
         log(line)
-        steps = walk_order("track_t" if with_tracks else "per_plane", time_points, planes)
+        steps = walk_order(time_points, planes)
         overlay = Overlay(time_points[0], planes[len(planes) // 2]) if steps else None
         record = {"measured_by": "stardist-v4d measure", "image": str(args.input),
                   "labels": str(args.labels), "label_channel": label_info.channel_names[channel],
                   **run_record}
-        tables = RunMeasurements(paths, calibration, info.channel_names, info.plane_shape, with_tracks,
+        tables = RunMeasurements(paths, calibration, info.channel_names, info.plane_shape, False,
                                  info.time_increment_s or label_info.time_increment_s, args.plots,
-                                 overlay, record, z_planes=() if with_tracks else tuple(planes),
-                                 tracking=None if with_tracks else TrackingSettings())
+                                 overlay, record, z_planes=tuple(planes) if len(planes) > 1 else (),
+                                 tracking=TrackingSettings())
         read_shown = lambda t, z: image.read_plane(shown, t, z)  # noqa: E731
         try:
             for t, z in _progress(steps):

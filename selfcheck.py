@@ -260,6 +260,35 @@ def check_output_folder(config: Config) -> Finding:
 
 
 # ------------------------------------------------------------------ the host
+def check_input(config: Config) -> Finding:
+    """The input opens and the settings fit it: the checks a run makes on it before the model loads."""
+    from .config import check_against_dataset
+    from .host_api.ome_zarr import OmeZarrImage, is_zarr_path
+    from .host_api.tiff_reader import TiffStack
+    from .pipeline.plan import resolve_plane_range
+
+    if config.input_path is None:
+        return Finding(INFO, "input", "the demo stack (no --input)")
+    path = Path(config.input_path)
+    reader = OmeZarrImage(path, config.time_point) if is_zarr_path(path) else \
+        TiffStack(path, config.time_point, config.axes)
+    try:
+        info = reader.dataset_info()
+        try:
+            check_against_dataset(config, info)
+        except ConfigError as error:
+            return Finding(FAIL, "input", str(error))
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+    first, last = resolve_plane_range(config.first_plane, config.last_plane, info.size_z)
+    when = f"time point {info.active_time_point}" if config.current_time_point else f"{info.size_t} time point(s)"
+    note = getattr(reader, "axes_note", None)
+    return Finding(OK, "input", (note + " " if note else "") + f"{info.size_t} T x {info.size_z} Z x {info.size_c} C of {info.size_y} x "
+                   f"{info.size_x} {info.dtype}; segments channel {config.input_channel}, planes {first}-{last}, {when}")
+
+
 def check_arivis(import_module: Callable[[str], Any] = importlib.import_module) -> Finding:
     """Which of arivis' modules import (none: a headless machine, which is fine)."""
     imported, failed = [], []
@@ -320,7 +349,7 @@ def main(settings: Mapping[str, Any], argv: Sequence[str]) -> int:
         config, settings_finding = check_config(settings, argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    names = ["python", "packages", "cpu", "settings", "gpu", "output folder", "arivis"]
+    names = ["python", "packages", "cpu", "settings", "input", "gpu", "output folder", "arivis"]
     if config is not None:
         names.append(f"model {config.model_name}")
     width = max(len(name) for name in names) + 2
@@ -341,6 +370,7 @@ def main(settings: Mapping[str, Any], argv: Sequence[str]) -> int:
         show(Finding(INFO, "gpu, model", "not checked: the settings are invalid (TensorFlow not started)"))
         show(Finding(INFO, "output folder", "not checked: the settings are invalid"))
     else:
+        show(_guarded(lambda: check_input(config), "input"))
         show(_guarded(lambda: check_gpus(config), "gpu"))
         show(_guarded(lambda: check_model(config), f"model {config.model_name}"))
         show(_guarded(lambda: check_output_folder(config), "output folder"))

@@ -20,9 +20,9 @@ PROB_THRESH = None             # None = the model's thresholds.json (else StarDi
 NMS_THRESH = None              # None = the model's thresholds.json (else StarDist's 0.4)
 N_TILES = "auto"               # "auto": tiles only if a plane exceeds PLANE_MEMORY_MB; None = one; (2, 2)
 SCALE = 1.0                    # resize factor for nuclei larger/smaller than the model's
+AXES = None                    # None = the TIFF's own axes (plain pages: Z planes); else e.g. "TZCYX"
 LABEL_DTYPE = "auto"           # "auto", "uint16", "uint32" or "float32"
-LABEL_IDS = "per_plane"        # "per_plane", "unique", "track_t" (over time) or "link_z" (3D objects)
-LINK_IOU = 0.3                 # overlap that links objects for track_t / link_z
+LABEL_IDS = "per_plane"        # "per_plane", "unique", "track_t" (track IDs, needs MEASURE) or "link_z" (3D objects)
 WRITE_OBJECTS = True           # also store one outline per nucleus (arivis objects / ImageJ ROIs)
 GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed; else a cap in MB
 WORKERS = None                 # processes for NMS + label rendering beside the CNN; None = one per core, 0 = none

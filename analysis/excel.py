@@ -4,7 +4,9 @@ The CSVs stay the complete, machine-readable record; the workbook is the same
 numbers in the form most biologists open first: one sheet per table (``Nuclei``,
 ``Planes``, ``Tracks``), headers in words (``Area (um2)`` for ``area_um2``,
 ``Mean Nuclei`` for ``mean_c0``), the header row frozen, and a last ``Settings``
-sheet recording how the run was made.
+sheet recording how the run was made. Numbers show the digits that mean something
+(lengths, areas and volumes 2 decimals, intensities 1, ratios 3; the cells keep every
+digit), and every sheet prints landscape, as wide as one page, the header row on each.
 
 Why streaming: a time-lapse can give millions of nucleus rows. The workbook is
 written with openpyxl in write-only mode and the CSVs are read row by row with
@@ -19,6 +21,7 @@ workbook that looks finished.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import math
@@ -65,6 +68,24 @@ _EXACT_INTEGER_LIMIT = 10 ** 15
 #: Data rows looked at to size the columns (read before the sheet's rows are written).
 _WIDTH_SAMPLE_ROWS = 100
 _MIN_WIDTH, _MAX_WIDTH = 6, 50
+
+
+#: Number formats by column (the CSV's name): shown digits only, the value stays whole.
+_LENGTH_FORMAT, _INTENSITY_FORMAT, _RATIO_FORMAT = "0.00", "0.0", "0.000"
+_LENGTH_ENDINGS = ("_um", "_px", "_um2", "_px2", "_um3", "_per_mm2", "_per_px2", "_per_min", "_per_s",
+                   "_per_time_point", "_min", "_time_points")
+
+
+def number_format(column: str) -> str | None:
+    """The Excel number format of a CSV column's values (None: General, e.g. IDs and counts)."""
+    from .tables import INTEGER_COLUMNS
+    if column in INTEGER_COLUMNS:
+        return None
+    if _CHANNEL_COLUMN.fullmatch(column) or column.endswith("_deg"):
+        return _INTENSITY_FORMAT
+    if column.endswith(_LENGTH_ENDINGS):
+        return _LENGTH_FORMAT
+    return _RATIO_FORMAT
 
 
 def human_header(column: str, channel_names: Sequence[str]) -> str:
@@ -161,7 +182,8 @@ def _write_table(workbook: openpyxl.Workbook, name: str, csv_path: Path,
         columns = next(reader, [])
         header = [human_header(column.strip(), channel_names) for column in columns]
         rows = ([_cell_value(field) for field in row] for row in reader)
-        n_rows, n_sheets = _write_sheets(workbook, name, header, rows, max_rows)
+        n_rows, n_sheets = _write_sheets(workbook, name, header, rows, max_rows,
+                                         [number_format(column.strip()) for column in columns])
     if n_sheets == 1:
         return None
     return (f"{name}: {n_rows:,} rows on sheets {name} .. {_sheet_title(name, n_sheets)} "
@@ -169,8 +191,11 @@ def _write_table(workbook: openpyxl.Workbook, name: str, csv_path: Path,
 
 
 def _write_sheets(workbook: openpyxl.Workbook, name: str, header: list[str],
-                  rows: Iterable[list], max_rows: int) -> tuple[int, int]:
-    """Stream ``rows`` onto sheets ``name``, ``name 2``, ...; returns (data rows, sheets)."""
+                  rows: Iterable[list], max_rows: int, formats: Sequence[str | None] = ()) -> tuple[int, int]:
+    """Stream ``rows`` onto sheets ``name``, ``name 2``, ...; returns (data rows, sheets).
+
+    ``formats``: a number format per column (None: General), applied to its real numbers.
+    """
     rows = iter(rows)
     per_sheet = max_rows - 1
     n_rows = n_sheets = 0
@@ -181,13 +206,34 @@ def _write_sheets(workbook: openpyxl.Workbook, name: str, header: list[str],
         n_sheets += 1
         sheet = workbook.create_sheet(_sheet_title(name, n_sheets))
         _set_widths(sheet, header, first)
-        sheet.freeze_panes = "A2"
+        _print_setup(sheet)
+        styles = _styles(sheet, formats)
         sheet.append([_header_cell(sheet, text) for text in header])
         for row in itertools.chain(first, itertools.islice(rows, per_sheet - len(first))):
-            sheet.append([_to_cell(sheet, value) for value in row])
+            sheet.append([_to_cell(sheet, value, styles.get(i)) for i, value in enumerate(row)])
             n_rows += 1
         if n_rows < n_sheets * per_sheet:  # this sheet is not full, so the rows are done
             return n_rows, n_sheets
+
+
+def _print_setup(sheet) -> None:
+    """Frozen header; printed landscape, one page wide, the header row repeated on every page."""
+    sheet.freeze_panes = "A2"
+    sheet.print_title_rows = "1:1"
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+
+
+def _styles(sheet, formats: Sequence[str | None]) -> dict:
+    """Per column index, the cell style of its number format (made once, copied per cell)."""
+    styles = {}
+    for index, fmt in enumerate(formats):
+        if fmt is not None:
+            template = WriteOnlyCell(sheet, 0.0)
+            template.number_format = fmt
+            styles[index] = template._style
+    return styles
 
 
 def _sheet_title(name: str, number: int) -> str:
@@ -240,12 +286,16 @@ def _text_cell_value(value: object) -> str:
     return ILLEGAL_CHARACTERS_RE.sub("", str(value))[:EXCEL_MAX_CELL_CHARS]
 
 
-def _to_cell(sheet, value: int | float | str | None):
+def _to_cell(sheet, value: int | float | str | None, style=None):
     if isinstance(value, str):
         # Written as plain text: openpyxl would otherwise read "=..." as a formula
         # and "#N/A" as an error value.
         cell = WriteOnlyCell(sheet, value)
         cell.data_type = "s"
+        return cell
+    if style is not None and isinstance(value, float):
+        cell = WriteOnlyCell(sheet, value)
+        cell._style = copy.copy(style)
         return cell
     return value
 

@@ -160,7 +160,10 @@ def _measure_sparse_ids(labels, channels, probabilities, calibration, time_point
     by_compact = None if probabilities is None else {
         k: probabilities[int(i)] for k, i in enumerate(ids) if int(i) in probabilities}
     columns = measure_plane(compact, channels, by_compact, calibration, time_point, z)
-    columns["label"] = ids[columns["label"]].astype(np.int64)
+    given = ids[columns["label"]]
+    # uint64 IDs above 2**63 (another tool's labels) stay unsigned: as int64 they would turn negative
+    columns["label"] = given if given.dtype == np.uint64 and given.max(initial=0) > np.iinfo(np.int64).max \
+        else given.astype(np.int64)
     return columns
 
 

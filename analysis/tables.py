@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -106,14 +106,34 @@ class CsvTable:
         """Bytes written so far (flushed): what the journal records after each plane."""
         return self._file.tell() if not self._file.closed else self.partial_path.stat().st_size
 
-    def finish(self, completed: bool) -> Path:
-        """Close; a completed table goes to its final name. Returns where it is."""
+    def finish(self, completed: bool, renumber: tuple[str, Callable[[int], int]] | None = None) -> Path:
+        """Close; a completed table goes to its final name. Returns where it is.
+
+        ``renumber`` ``(column, new ID)`` rewrites one ID column on the way (``track_t``'s
+        track IDs); the ``.partial`` stays as it was until the final file is in place, so a
+        resumed run still finds the bytes its journal recorded.
+        """
         if not self._file.closed:
             self._file.close()
-        if completed:
+        if not completed:
+            return self.partial_path
+        if renumber is None:
             os.replace(self.partial_path, self.path)
             return self.path
-        return self.partial_path
+        temporary = Path(str(self.path) + ".tmp")
+        with open(self.partial_path, encoding="utf-8") as rows, \
+                open(temporary, "w", newline="", encoding="utf-8") as out:
+            header = next(rows)
+            out.write(header)
+            column = header.rstrip("\n").split(",").index(renumber[0])
+            for row in rows:
+                fields = row.rstrip("\n").split(",")
+                if fields[column]:
+                    fields[column] = str(renumber[1](int(fields[column])))
+                out.write(",".join(fields) + "\n")
+        os.replace(temporary, self.path)
+        self.partial_path.unlink()
+        return self.path
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def _tracks_table(linked: pd.DataFrame, splits: pd.DataFrame, coordinates: list[
     return pd.DataFrame(rows, columns=columns)
 
 
-def _write_csv(table: pd.DataFrame, path) -> None:
+def write_csv(table: pd.DataFrame, path) -> None:
     """Write as the run's other tables are written (10 significant digits, NaN empty), then rename."""
     from .tables import PARTIAL_SUFFIX, format_column
 
@@ -134,18 +134,18 @@ def _write_csv(table: pd.DataFrame, path) -> None:
     partial.replace(path)
 
 
-def track_files(source, spots_path, tracks_path, length_unit: str, z_unit: str | None,
-                settings: TrackingSettings, max_distance: float | None,
-                time_increment_s: float | None) -> list[str]:
-    """Track the nuclei of a finished run's table into spots and tracks CSVs; returns lines for the user.
+def track_table(source, length_unit: str, z_unit: str | None, settings: TrackingSettings,
+                max_distance: float | None, time_increment_s: float | None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
+    """``(spots, tracks, line for the user)`` of a finished run's table; None for one time point.
 
     ``source`` is the objects table (nuclei through Z; ``z_unit`` "um" puts z in the distance,
     "plane" leaves it out: planes and micrometres do not add up) or, for a one-plane run, the
-    nuclei table. Runs of one time point get no tracks (nothing is written).
+    nuclei table (its ``label`` is the spots' ``object_id``).
     """
     table = pd.read_csv(source)
     if table.empty or table["time_point"].nunique() < 2:
-        return []
+        return None
     objects = "object_id" in table.columns
     area = f"projected_area_{length_unit}2" if objects else f"area_{length_unit}2"
     spots = pd.DataFrame({"time_point": table["time_point"],
@@ -160,9 +160,22 @@ def track_files(source, spots_path, tracks_path, length_unit: str, z_unit: str |
     linked, tracks = track(spots, coordinates, settings, distance,
                            time_step_min=time_increment_s / 60 if time_increment_s else None, unit=length_unit)
     linked = linked.rename(columns={c: f"{c}_{length_unit}" for c in coordinates})
-    _write_csv(linked, spots_path)
-    _write_csv(tracks, tracks_path)
     divisions = int(tracks["parent_track_id"].notna().sum())
-    return [f"{len(tracks)} tracks ({divisions // 2 if divisions else 0} divisions) over "
+    line = (f"{len(tracks)} tracks ({divisions // 2 if divisions else 0} divisions) over "
             f"{table['time_point'].nunique()} time points, maximum move {distance:.3g} {length_unit} per time point"
-            f"{' (one median nucleus diameter)' if derived else ''}: {tracks_path.name}, {spots_path.name}"]
+            f"{' (one median nucleus diameter)' if derived else ''}")
+    return linked, tracks, line
+
+
+def track_files(source, spots_path, tracks_path, length_unit: str, z_unit: str | None,
+                settings: TrackingSettings, max_distance: float | None,
+                time_increment_s: float | None) -> list[str]:
+    """Track the nuclei of a finished run's table (``track_table``) into spots and tracks CSVs;
+    returns lines for the user. Runs of one time point get no tracks (nothing is written)."""
+    tracked = track_table(source, length_unit, z_unit, settings, max_distance, time_increment_s)
+    if tracked is None:
+        return []
+    linked, tracks, line = tracked
+    write_csv(linked, spots_path)
+    write_csv(tracks, tracks_path)
+    return [f"{line}: {tracks_path.name}, {spots_path.name}"]

@@ -12,6 +12,13 @@ this measures the trackers, not a segmentation) and linked over time by:
 - ``overlap``: today's overlap linking (an object continues the object it overlaps most
   at the time point before, IoU >= 0.3 in 3D, one-to-one; no gaps, no divisions).
 
+With ``--segment`` the objects come from the shipped model's segmentation of the stack
+instead (XY upsampled ``--zoom`` times, default 2, so the nuclei are 10-16 px in radius as in
+the model's training data): it prints objects per time point against the truth, the
+projected areas of the objects matched to a true nucleus (3D IoU >= 0.5) against that
+nucleus' own, and the trackers' scores on the segmented objects (unmatched true nuclei count
+as missed detections, unmatched objects are listed).
+
 Prints, per tracker and pooled over the stacks: the CTC TRA score (AOGM with weights
 NS 5, FN 10, FP 1, ED 1, EA 1.5, EC 1; detections are the truth's, so NS = FP = EC = 0
 and the missed detection costs both trackers the same), link precision and recall,
@@ -37,20 +44,74 @@ from stardist_v4d.analysis.tracking import TrackingSettings, default_max_distanc
 CAL = Calibration((1.0, 1.0), z_step_um=1.0)
 
 
-def objects_of(stack) -> pd.DataFrame:
-    """The objects table of the stack's true labels, with each object's true cell ID."""
-    size_t, size_z = stack.labels.shape[:2]
+def objects_of(stack, labels: np.ndarray | None = None) -> pd.DataFrame:
+    """The objects table of ``labels`` (default: the stack's true labels), with each object's true
+    cell ID (segmented objects: the true nucleus it overlaps with 3D IoU >= 0.5, else 0)."""
+    segmented = labels is not None
+    labels = stack.labels if labels is None else labels
+    size_t, size_z = labels.shape[:2]
     builder = ObjectBuilder(CAL, 1, list(range(size_z)))
-    rows = []
+    rows, ids = [], {}
     for t in range(size_t):
         for z in range(size_z):
-            labels = stack.labels[t, z]
-            finished = builder.add_plane(t, z, labels, measure_plane(labels, [stack.image[t, z]], None, CAL, t, z))
+            plane = labels[t, z]
+            finished = builder.add_plane(t, z, plane, measure_plane(plane, [stack.image[t, z]], None, CAL, t, z))
             if finished is not None:
                 rows.append(pd.DataFrame(finished))
+        if segmented:               # the builder's objects of t, as one label volume: slices joined through Z
+            ids[t] = _object_volume(labels[t], rows[-1])
     table = pd.concat(rows, ignore_index=True)
-    table["cell"] = table["label_id"].astype(int)             # true labels: one cell ID per object
+    if not segmented:
+        table["cell"] = table["label_id"].astype(int)         # true labels: one cell ID per object
+        return table
+    cells = []
+    for row in table.itertuples():
+        volume = ids[row.time_point] == row.object_id
+        truth = stack.labels[row.time_point][volume]
+        values, counts = np.unique(truth[truth > 0], return_counts=True)
+        best = 0
+        if values.size:
+            cell = int(values[np.argmax(counts)])
+            union = np.count_nonzero(volume | (stack.labels[row.time_point] == cell))
+            best = cell if counts.max() / union >= 0.5 else 0
+        cells.append(best)
+    table["cell"] = cells
     return table
+
+
+def _object_volume(labels_t: np.ndarray, objects: pd.DataFrame) -> np.ndarray:
+    """One time point's slices renumbered with their object's ID (``label_id``: link_z numbering)."""
+    lookup = dict(zip(objects["label_id"].astype(int), objects["object_id"].astype(int)))
+    volume = np.zeros(labels_t.shape, np.int64)
+    for label, object_id in lookup.items():
+        volume[labels_t == label] = object_id
+    return volume
+
+
+def segmented_stack(stack, zoom: int):
+    """The stack XY-upsampled ``zoom`` times (truth too), and the shipped model's link_z labels of it."""
+    from stardist_v4d.python_api import segment
+
+    up = lambda a: np.repeat(np.repeat(a, zoom, axis=-2), zoom, axis=-1)  # noqa: E731  (pixels stay aligned)
+    big = type(stack)(up(stack.labels), up(stack.image),
+                      [(t, c, p, z, y * zoom, x * zoom, ry * zoom, rx * zoom, rz) for t, c, p, z, y, x, ry, rx, rz in stack.truth],
+                      [(t, c, p, z, y * zoom, x * zoom, ry * zoom, rx * zoom, rz) for t, c, p, z, y, x, ry, rx, rz in stack.truth_all],
+                      stack.divisions)
+    labels, _ = segment(big.image, "TZYX", current_time_point=False, label_ids="link_z", measure=False, normalize="stack",
+                        show_progress=False)
+    return big, np.asarray(labels)
+
+
+def segmentation_report(stack, objects: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Objects per time point against the truth's, projected areas of matched objects."""
+    per_t = objects.groupby("time_point").size()
+    true_t = truth.groupby("time_point").size()
+    matched = objects[objects["cell"] > 0].merge(truth[["time_point", "cell", "projected_area_um2"]],
+                                                  on=["time_point", "cell"], suffixes=("", "_true"))
+    error = (matched["projected_area_um2"] / matched["projected_area_um2_true"] - 1).to_numpy()
+    return {"count_error": float(np.max(np.abs(per_t.reindex(true_t.index, fill_value=0) / true_t - 1))),
+            "objects": len(objects), "true": len(truth), "matched": len(matched),
+            "unmatched": int((objects["cell"] == 0).sum()), "area_error": error}
 
 
 def lap_links(objects: pd.DataFrame) -> set[tuple[tuple[int, int], tuple[int, int]]]:
@@ -117,19 +178,44 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--time-points", type=int, default=6)
     parser.add_argument("--cells", type=int, default=14)
     parser.add_argument("--max-step", type=float, default=1.0, help="largest move per time point, in nuclear radii")
+    parser.add_argument("--segment", action="store_true", help="objects from the shipped model's segmentation")
+    parser.add_argument("--zoom", type=int, default=2, help="XY upsampling before --segment (default 2)")
     args = parser.parse_args(argv)
     totals = {"LAP": [], "overlap": []}
+    segmentation = []
     for seed in range(args.stacks):
         stack = cell_stack(seed=100 + seed, size_t=args.time_points, shape=(12, 160, 160), n_cells=args.cells,
                            max_step=args.max_step, divisions=2, missed=(args.time_points // 2, 3))
-        objects = objects_of(stack)
-        for name, links in (("LAP", lap_links(objects)), ("overlap", overlap_links_3d(stack, objects))):
+        if args.segment:
+            stack, labels = segmented_stack(stack, args.zoom)
+            objects = objects_of(stack, labels)
+            report = segmentation_report(stack, objects, objects_of(stack))
+            segmentation.append(report)
+            print(f"stack {seed}: {report['objects']} objects for {report['true']} true "
+                  f"(worst time point {report['count_error']:+.1%}), {report['unmatched']} unmatched; "
+                  f"projected area error median {np.median(report['area_error']):+.1%}, "
+                  f"{np.mean(np.abs(report['area_error']) <= 0.05):.0%} within 5 %")
+        else:
+            objects = objects_of(stack)
+        trackers = [("LAP", lap_links(objects))]
+        if not args.segment:             # the overlap rule reads the true labels: truth objects only
+            trackers.append(("overlap", overlap_links_3d(stack, objects)))
+        for name, links in trackers:
             result = score(links, stack, objects)
             totals[name].append(result)
             print(f"stack {seed}: {name:8s} TRA {result['tra']:.3f}  links {result['tp']}/{result['true']} true, "
                   f"{result['links'] - result['tp']} wrong; divisions {result['divisions']}/{result['division_links']}")
+    if segmentation:
+        errors = np.concatenate([r["area_error"] for r in segmentation])
+        print(f"\nsegmented objects: {sum(r['objects'] for r in segmentation)} for "
+              f"{sum(r['true'] for r in segmentation)} true; worst time point count error "
+              f"{max(r['count_error'] for r in segmentation):.1%}; projected areas of "
+              f"{errors.size} matched: median error {np.median(errors):+.1%}, |error| <= 5 % for "
+              f"{np.mean(np.abs(errors) <= 0.05):.0%}")
     print(f"\n{'tracker':8s} {'TRA':>6s} {'precision':>9s} {'recall':>7s} {'division links':>15s}")
     for name, results in totals.items():
+        if not results:
+            continue
         tp, links, true = (sum(r[k] for r in results) for k in ("tp", "links", "true"))
         div, div_all = sum(r["divisions"] for r in results), sum(r["division_links"] for r in results)
         print(f"{name:8s} {np.mean([r['tra'] for r in results]):6.3f} {tp / max(links, 1):9.3f} "

@@ -13,6 +13,8 @@ alone and land in its own chunk, the output is the same as an undisturbed run's.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -159,4 +161,19 @@ def dask_stream(config, host, plan, normalizer, calibration, steps: Sequence[tup
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            with _quiet_nanny():
+                cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet_nanny():
+    """The local cluster's workers are only being shut down: one still unloading TensorFlow
+    after distributed's 4 s is killed, harmlessly; its "still alive ... killing" warning
+    after a finished run reads as a failure, so it is not said."""
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    nanny.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        nanny.setLevel(level)

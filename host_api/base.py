@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -108,6 +108,10 @@ class Host(ABC):
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         """Store one object per nucleus (hosts without an object store ignore this)."""
 
+    def renumber_objects(self, new_id: Callable[[int], int]) -> None:
+        """The label IDs written so far change (``track_t``'s last pass): objects stored under
+        the old IDs take the new ones. Hosts whose objects carry no ID ignore this."""
+
     # resuming a stopped run (hosts that cannot resume keep these defaults)
     def completed_planes(self) -> dict[tuple[int, int], int]:
         """``{(t, z): nuclei}`` an earlier, stopped run completed in this output; the run skips them."""
@@ -161,6 +165,10 @@ class Host(ABC):
         raise NotImplementedError
 
     # conveniences derived once from dataset_info(), as bioio's Reader does
+    def can_read_output(self) -> bool:
+        """Whether ``read_output_plane`` is implemented (a final pass can rewrite the output)."""
+        return type(self).read_output_plane is not Host.read_output_plane
+
     def plane_count(self) -> int:
         info = self.dataset_info()
         return info.size_t * info.size_z

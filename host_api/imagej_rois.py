@@ -17,7 +17,7 @@ import os
 import struct
 import zipfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import roifile
 
@@ -47,6 +47,7 @@ class RoiSidecar:
         self.parts_path = Path(str(self.path) + ".parts")
         self.label_channel = label_channel
         self.count = 0
+        self.renumber: Callable[[int], int] | None = None    # new IDs for the names (``track_t``)
         if resume_bytes is None:
             self.discard()
             self.parts_path.touch()
@@ -88,10 +89,20 @@ class RoiSidecar:
                 name_length, data_length = _LENGTHS.unpack(header)
                 yield parts.read(name_length).decode(), parts.read(data_length)
 
+    def _renamed(self, name: str, data: bytes) -> tuple[str, bytes]:
+        """One entry with its label ID (the name's last part) replaced by ``renumber``'s."""
+        stem, label = name[: -len(".roi")].rsplit("-", 1)
+        new = f"{stem}-{self.renumber(int(label)):06d}"
+        roi = roifile.ImagejRoi.frombytes(data)
+        roi.name = new
+        return new + ".roi", roi.tobytes()
+
     def _write_zip(self, target: Path) -> None:
         temporary = Path(str(target) + ".tmp")
         with zipfile.ZipFile(temporary, "w") as archive:
             for name, data in self._entries():
+                if self.renumber is not None:
+                    name, data = self._renamed(name, data)
                 archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_TIME), data)
         os.replace(temporary, target)
 

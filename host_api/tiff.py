@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tifffile
@@ -53,7 +53,8 @@ class TiffHost(Host):
     """
 
     def __init__(self, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                 overwrite: bool = False, time_point: int = 0, show_progress: bool = True) -> None:
+                 overwrite: bool = False, time_point: int = 0, show_progress: bool = True,
+                 axes: str | None = None) -> None:
         self.input_path = Path(input_path)
         self.output_path = Path(output_path)
         self.partial_path = Path(str(self.output_path) + PARTIAL_SUFFIX)
@@ -72,7 +73,7 @@ class TiffHost(Host):
         self._lock = OutputLock(self.output_path)
         self._took_over = self._lock.acquire()      # before anything is written, or read twice
         try:
-            self._stack = TiffStack(self.input_path, time_point)
+            self._stack = TiffStack(self.input_path, time_point, axes)
             self._info = self._stack.dataset_info()
             if not overwrite and self.partial_path.exists():
                 self._earlier = Journal.load(self.journal_path)
@@ -126,6 +127,8 @@ class TiffHost(Host):
         if self._took_over:
             self.log(self._took_over)
             self._took_over = None
+        if self._stack.axes_note:
+            self.log(self._stack.axes_note)
         if self.overwrite or not self.partial_path.exists():
             self._check_room((description or {}).get("output_dtype"))
             return
@@ -220,7 +223,10 @@ class TiffHost(Host):
     def _reopen(self, dtype: np.dtype) -> OutputTarget:
         """Continue an earlier run's ``.partial``: its complete planes stay as they are."""
         out = tifffile.memmap(self.partial_path, mode="r+")
-        if out.shape != self._output_shape() or out.dtype != dtype:
+        expected = self._output_shape()
+        if out.shape != expected and [n for n in out.shape if n != 1] == [n for n in expected if n != 1]:
+            out = out.reshape(expected)          # tifffile drops length-1 axes (one time point, one plane)
+        if out.shape != expected or out.dtype != dtype:
             raise HostError(f"{self.partial_path} has shape {out.shape} {out.dtype}, not "
                             f"{self._output_shape()} {dtype}; rerun with --overwrite to start afresh")
         self._out, self._journal = out, self._earlier
@@ -286,6 +292,11 @@ class TiffHost(Host):
             self._rois.append(time_point, z, nuclei, tag)
         except OSError as error:
             raise write_error(error, self._rois.parts_path) from None
+
+    def renumber_objects(self, new_id: Callable[[int], int]) -> None:
+        """The ROI names (``tTTTT-zZZZZ-ID``) take the new IDs when the zip is made."""
+        if self._rois is not None:
+            self._rois.renumber = new_id
 
     def measurements_place(self) -> tuple[Path, str]:
         """Beside the output, with the ROI zip's stem: ``OUT_nuclei.csv`` for ``OUT.ome.tif``."""

@@ -56,7 +56,7 @@ def normalize_axes(axes: str, source: str = "") -> str:
         raise ValueError(
             f"Cannot read image axes {axes!r}{where} ({problem}). Supported axes are "
             "T, Z, C, Y, X in any order and subset; RGB samples (S) are read as channels "
-            "and one unnamed page axis (I or Q) as Z.")
+            "and one unnamed page axis (I or Q) as Z; AXES (--axes) declares them, one letter per axis.")
     return normalized
 
 

@@ -38,14 +38,18 @@ import tifffile
 from .base import DatasetInfo
 from .tiff_problems import (  # noqa: F401  (BadTiffError: the error this module raises)
     BadTiffError, _Problems, _breaks_off, _describe, _error_text, _one_line, _page_name, _plural, _tifffile_log, file_size_text)
-from .tiff_metadata import (channel_names, declared_planes, normalize_axes, pixel_size_um,
+from .tiff_metadata import (UNKNOWN_PAGE_AXES, channel_names, declared_planes, normalize_axes, pixel_size_um,
                             time_increment_s)
 
 class TiffStack:
     """A TIFF's planes by (channel, time point, z); ``time_point`` is recorded as the active one."""
 
-    def __init__(self, path: str | os.PathLike, time_point: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, time_point: int = 0, axes: str | None = None) -> None:
+        """``axes``: the image's axes as the user declares them (``AXES``), one letter per axis
+        of the file's image, replacing what its metadata says or what is assumed without any."""
         self.input_path = Path(path)
+        self.declared_axes = axes
+        self.axes_note: str | None = None       # said once by the host: axes assumed, not read
         if self.input_path.is_dir():
             raise IsADirectoryError(f"Input {self.input_path} is a folder; give one TIFF file "
                                     "(.tif, .tiff, .ome.tif), not the folder that holds it.")
@@ -85,7 +89,7 @@ class TiffStack:
         self._check_complete(series, problems)
         self._check_one_series(all_series)
         self._check_photometric(series)
-        self._axes = normalize_axes(series.axes, source)
+        self._axes = self._axes_of(series, source)
         self._shape = tuple(int(n) for n in series.shape)
         self._dtype = self._pixel_type(np.dtype(series.dtype))
         sizes = dict(zip(self._axes, self._shape))
@@ -109,6 +113,26 @@ class TiffStack:
             channel_names=channel_names(self._tif, size_c),
             pixel_size_um=pixel_size_um(self._tif), time_increment_s=time_increment_s(self._tif),
             active_time_point=time_point, source=source)
+
+    def _axes_of(self, series: tifffile.TiffPageSeries, source: str) -> str:
+        """The declared axes, else the file's; a plain stack of pages is taken as Z, and said."""
+        if self.declared_axes is not None:
+            declared = self.declared_axes.upper()
+            if len(declared) != len(series.shape):
+                shape = " x ".join(str(n) for n in series.shape)
+                raise BadTiffError(
+                    f"AXES (--axes) = {self.declared_axes!r} names {len(declared)} axes, but the image in {source} "
+                    f"has {len(series.shape)} ({shape}, read as {series.axes!r}): give one letter per axis, "
+                    f"e.g. {'Z' * (len(series.shape) - 2) + 'YX'!r}")
+            return normalize_axes(declared, source)
+        axes = normalize_axes(series.axes, source)
+        guessed = [a for a in series.axes if a in UNKNOWN_PAGE_AXES]
+        if guessed:
+            n = series.shape[series.axes.index(guessed[0])]
+            self.axes_note = (f"{source} does not say what its {n} pages are (no axis metadata): taken as Z "
+                              f"planes, axes {axes}; if they are time points or channels, set AXES (--axes), "
+                              f"e.g. {axes.replace('Z', 'T')!r} or {axes.replace('Z', 'C')!r}.")
+        return axes
 
     def _check_complete(self, series: tifffile.TiffPageSeries, problems: _Problems) -> None:
         """Every declared plane has a page whose data lie inside the file; else one line.

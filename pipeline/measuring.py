@@ -17,9 +17,9 @@ import numpy as np
 
 from ..analysis.measure import Calibration, measure_plane
 from ..analysis.objects import ObjectBuilder, units
-from ..analysis.tracking import TrackingSettings, track_files
-from ..analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
-from ..analysis.tracks import TrackBuilder
+from ..analysis.tracking import TrackingSettings, track_files, track_table, write_csv
+from ..analysis.tables import PARTIAL_SUFFIX, CsvTable, TablePaths, plane_summary, planes_columns
+from .label_ids import final_ids, provisional_floor
 
 Columns = dict[str, np.ndarray]
 
@@ -104,7 +104,7 @@ class RunMeasurements:
     calibration: Calibration
     channel_names: tuple[str, ...]
     plane_shape: tuple[int, int]
-    with_tracks: bool = False
+    track_ids: bool = False                  # track_t: the channel gets track IDs (``relabel_by_tracks``)
     time_increment_s: float | None = None
     plots: bool = True
     overlay: Overlay | None = None
@@ -112,7 +112,7 @@ class RunMeasurements:
     resume: Mapping | None = None            # ``state()`` recorded with an earlier run's last plane
     z_planes: tuple[int, ...] = ()           # the run's Z planes; objects through Z when more than one
     replay: Callable[[int, int], tuple[np.ndarray, list[np.ndarray]]] | None = None   # a written plane + channels
-    tracking: TrackingSettings | None = None   # LAP tracks over time at the end (not with track_t)
+    tracking: TrackingSettings | None = None   # LAP tracks over time at the end
     written: Callable[[int, int], np.ndarray] | None = None   # reads back a written plane (overlays)
 
     def __post_init__(self) -> None:
@@ -130,13 +130,8 @@ class RunMeasurements:
             self.objects = CsvTable(self.paths.objects, self.object_builder.columns, sizes.get("objects"))
             if self.resume:
                 self._replay_open_time_point()
-        self.tracks: CsvTable | None = None
-        self.track_builder: TrackBuilder | None = None
-        if self.with_tracks:
-            self.track_builder = TrackBuilder(self.calibration, self.time_increment_s)
-            self.tracks = CsvTable(self.paths.tracks, self.track_builder.columns, sizes.get("tracks"))
-            if self.resume and "tracks" in self.resume:
-                self.track_builder.restore(self.resume["tracks"])
+        self._tracked: list[str] | None = None     # track_t: lines of the tracking done before the output closed
+        self._new_ids: Callable[[int], int] | None = None
 
     def _replay_open_time_point(self) -> None:
         """A resumed run stopped inside a time point: its done planes build their objects again.
@@ -155,22 +150,20 @@ class RunMeasurements:
             self.object_builder.add_plane(t, z, labels, measure_plane(labels, channels, None, self.calibration, t, z))
 
     def state(self) -> dict:
-        """Table sizes and open tracks after the last plane: a resumed run starts from them.
+        """Table sizes after the last plane: a resumed run starts from them.
 
         Called as each plane is recorded complete; a stopped run's tables are cut back
         to these sizes, so they hold exactly the rows of the complete planes.
         """
-        tables = {"nuclei": self.nuclei, "planes": self.planes, "objects": self.objects, "tracks": self.tracks}
+        tables = {"nuclei": self.nuclei, "planes": self.planes, "objects": self.objects}
         state: dict = {"tables": {k: t.size for k, t in tables.items() if t is not None}}
-        if self.track_builder is not None:
-            state["tracks"] = self.track_builder.state()
         self._committed = state["tables"]
         return state
 
     def _cut_back(self) -> None:
         """Drop rows appended after the last complete plane (a plane that failed mid-way)."""
         committed = getattr(self, "_committed", None)
-        tables = {"nuclei": self.nuclei, "planes": self.planes, "objects": self.objects, "tracks": self.tracks}
+        tables = {"nuclei": self.nuclei, "planes": self.planes, "objects": self.objects}
         for name, table in tables.items():
             if table is not None and committed is not None and name in committed:
                 table.cut_back(committed[name])
@@ -188,24 +181,67 @@ class RunMeasurements:
             finished = self.object_builder.add_plane(time_point, z, labels() if callable(labels) else labels, columns)
             if finished is not None:
                 self.objects.append(finished)
-        if self.track_builder is not None:
-            finished = self.track_builder.add_plane(time_point, z, columns)
-            if finished is not None:
-                self.tracks.append(finished)
         if self.overlay is not None and (time_point, z) == (self.overlay.time_point, self.overlay.z):
             self.overlay.labels = np.array(labels() if callable(labels) else labels, copy=True)
 
     def _lap_tracks(self, where: dict[str, Path]) -> list[str]:
         """Tracks over time from the finished objects (or nuclei) table; adds their sheets to ``where``."""
-        if self.tracking is None or self.tracks is not None:
+        if self._tracked is not None:               # track_t: tracked before the output closed
+            for path in (self.paths.spots, self.paths.tracks):
+                partial = _partial(path)
+                if partial.exists():
+                    partial.replace(path)
+            notes = self._tracked
+        elif self.tracking is None:
             return []
-        z_unit = units(self.calibration)["Z"]
-        notes = track_files(where.get("Objects", where["Nuclei"]), self.paths.spots, self.paths.tracks,
-                            self.calibration.length_unit, z_unit, self.tracking,
-                            self.tracking.max_distance, self.time_increment_s)
+        else:
+            notes = track_files(where.get("Objects", where["Nuclei"]), self.paths.spots, self.paths.tracks,
+                                self.calibration.length_unit, units(self.calibration)["Z"], self.tracking,
+                                self.tracking.max_distance, self.time_increment_s)
         if notes:
             where["Tracks"], where["Spots"] = self.paths.tracks, self.paths.spots
         return notes
+
+    @property
+    def new_id(self) -> Callable[[int], int] | None:
+        """track_t after ``relabel_by_tracks``: an ID written during the walk -> its track ID."""
+        return self._new_ids
+
+    def relabel_by_tracks(self, ceiling: int) -> Callable[[np.ndarray], np.ndarray]:
+        """track_t, once every plane is written: track the nuclei now and return the plane rewrite.
+
+        The run applies it to every plane before the output is finished; the tables' ID
+        columns and the spots table follow as they are finished. The spots and tracks go to
+        ``.partial`` files until then, so a run stopped during the rewrite resumes it (the
+        rewrite is idempotent: ``label_ids.final_ids``). One time point: objects are numbered
+        1..n in table order.
+        """
+        source = (self.objects or self.nuclei).partial_path
+        settings = self.tracking or TrackingSettings()
+        tracked = track_table(source, self.calibration.length_unit, units(self.calibration)["Z"], settings,
+                              settings.max_distance, self.time_increment_s)
+        import pandas as pd
+        table = pd.read_csv(source)
+        ids = table["label_id" if self.objects is not None else "label"]
+        if tracked is None:
+            new = dict(zip(ids.astype(np.int64).tolist(), range(1, len(ids) + 1)))
+            self._tracked = []
+        else:
+            spots, tracks, line = tracked
+            keys = ["time_point", "object_id"] if self.objects is not None else ["time_point", "label"]
+            joined = table[keys].merge(spots.rename(columns={"object_id": keys[1]}), on=keys, how="left")
+            new = dict(zip(ids.astype(np.int64).tolist(), joined["track_id"].astype(np.int64).tolist()))
+            if self.objects is None:                # one plane: the spot's object is its label, now the track's
+                spots["object_id"] = spots["object_id"].map(lambda v: new.get(int(v), v))
+            write_csv(spots, _partial(self.paths.spots))
+            write_csv(tracks, _partial(self.paths.tracks))
+            self._tracked = [f"{line}; their IDs are the label channel's (LABEL_IDS track_t): "
+                             f"{self.paths.tracks.name}, {self.paths.spots.name}"]
+        floor = provisional_floor(ceiling)           # IDs at or below it are final already
+        self._new_ids = lambda v: new.get(v, v) if v > floor else v   # noqa: E731
+        if self.overlay is not None and self.overlay.labels is not None:
+            self.overlay.labels = final_ids(self.overlay.labels, new, ceiling)
+        return lambda plane: final_ids(plane, new, ceiling)
 
     def draw_time_point_overlays(self, read_plane: Callable[[int, int], np.ndarray]) -> None:
         """Overlays of the other time points, while the output is open (``run_pictures``)."""
@@ -214,23 +250,19 @@ class RunMeasurements:
 
     def discard(self) -> None:
         """Close and delete the unfinished tables (a run that failed on bad input)."""
-        for table in (self.nuclei, self.planes, self.objects, self.tracks):
+        for table in (self.nuclei, self.planes, self.objects):
             if table is not None:
                 table.finish(False).unlink(missing_ok=True)
 
     def finish(self, completed: bool, read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
         """Close the tables; a completed run also gets its workbook and plots. Returns notes."""
         if not completed:
-            self._cut_back()              # open tracks stay open: a resumed run continues them
-        elif self.track_builder is not None:
-            remaining = self.track_builder.finish()
-            if remaining is not None:
-                self.tracks.append(remaining)
+            self._cut_back()
         tables = {"Objects": self.objects} if self.objects is not None else {}
         tables.update({"Nuclei": self.nuclei, "Planes": self.planes})
-        if self.tracks is not None:
-            tables["Tracks"] = self.tracks
-        where = {sheet: table.finish(completed) for sheet, table in tables.items()}
+        renumber = {"Objects": "label_id", "Nuclei": "label"} if completed and self._new_ids else {}
+        where = {sheet: table.finish(completed, (renumber[sheet], self._new_ids) if sheet in renumber else None)
+                 for sheet, table in tables.items()}
         if not completed:
             return [f"Measurements of the {self.planes.rows} complete plane(s) are kept in "
                     f"{where['Nuclei']} (and the other .partial tables)."]
@@ -255,7 +287,7 @@ class MeasurePlan:
     plane_shape: tuple[int, int]
     paths: TablePaths | None                 # None: no files (features on objects only)
     attach_features: bool = False
-    with_tracks: bool = False
+    track_ids: bool = False                  # track_t: the channel gets the track IDs
     time_increment_s: float | None = None
     plots: bool = True
     overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
@@ -281,14 +313,9 @@ class MeasurePlan:
         if written is not None and channels is not None:
             replay = lambda t, z: (written(t, z), channels(t, z))   # noqa: E731
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
-                               self.with_tracks, self.time_increment_s, self.plots, overlay, settings,
-                               resume, self.planes if self.objects_through_z else (), replay,
-                               None if self.with_tracks else self.tracking, written)
-
-    @property
-    def objects_through_z(self) -> bool:
-        """Objects are built when the run covers several planes, walked time point by time point."""
-        return len(self.planes) > 1 and not self.with_tracks
+                               self.track_ids, self.time_increment_s, self.plots, overlay, settings,
+                               resume, self.planes if len(self.planes) > 1 else (), replay,
+                               self.tracking, written)
 
     def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
         """Per label, the features the host attaches to objects (None when it attaches none)."""
@@ -316,7 +343,12 @@ def measure_plan(config, host, plan) -> MeasurePlan | None:
     attach = host.keeps_features() and config.write_objects
     if paths is None and not attach:
         return None
-    with_tracks = config.label_ids == "track_t"
+    track_ids = config.label_ids == "track_t"
+    from ..config import ConfigError
+    if track_ids and (paths is None or not host.can_read_output()):
+        raise ConfigError("LABEL_IDS = 'track_t' tracks nuclei from the measurement tables and then rewrites "
+                          "the label channel: it needs MEASUREMENTS_DIR (--measurements-dir) where this host "
+                          "writes no tables, and a host that reads its output back (the TIFF and OME-Zarr runs)")
     if paths is not None and not config.overwrite:
         existing = paths.existing()
         if existing:
@@ -328,6 +360,10 @@ def measure_plan(config, host, plan) -> MeasurePlan | None:
     host.log(line)
     planes = plan.planes
     return MeasurePlan(calibration, tuple(info.channel_names), info.plane_shape, paths, attach,
-                       with_tracks, info.time_increment_s, config.plots,
+                       track_ids, info.time_increment_s, config.plots,
                        (plan.time_points[0], planes[len(planes) // 2]) if planes else None, tuple(planes),
                        TrackingSettings(config.track_max_distance_um, config.track_gap_frames, config.track_divisions))
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)

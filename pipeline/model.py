@@ -7,6 +7,7 @@ data only, nothing in it is executed. TensorFlow is imported here, late.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -215,6 +216,26 @@ def load_model(models_dir: Path, name: str):
         return _load_model(models_dir, name)
 
 
+def thresholds_line(models_dir: Path, name: str, prob: float | None, nms: float | None) -> str:
+    """The run's one line on its thresholds and where each came from (StarDist's own two lines,
+    "Loading thresholds from ..." then "Using default values: ...", read as a contradiction)."""
+    path = Path(models_dir) / name / "thresholds.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}
+    parts = []
+    for word, setting, value, key, default in (("probability", "PROB_THRESH", prob, "prob", 0.5),
+                                               ("overlap (NMS)", "NMS_THRESH", nms, "nms", 0.4)):
+        if value is not None:
+            parts.append(f"{word} {value:g} ({setting})")
+        elif key in stored:
+            parts.append(f"{word} {float(stored[key]):.3g} ({path})")
+        else:
+            parts.append(f"{word} {default:g} (StarDist's default: the model has no thresholds.json)")
+    return "Thresholds: " + ", ".join(parts) + "."
+
+
 def _load_model(models_dir: Path, name: str):
     from stardist.models import StarDist2D
 
@@ -222,7 +243,8 @@ def _load_model(models_dir: Path, name: str):
     setting = f"MODEL_NAME (--model) = {name!r}"
     if folder.is_dir():
         try:
-            return StarDist2D(None, name=name, basedir=str(models_dir))
+            with contextlib.redirect_stdout(io.StringIO()):     # StarDist's loading lines: ours say it once
+                return StarDist2D(None, name=name, basedir=str(models_dir))
         except Exception as error:  # a broken folder must not end in a TF traceback
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             raise ModelError(f"{setting}: model folder {folder} could not be loaded ({type(error).__name__}"

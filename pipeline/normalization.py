@@ -96,6 +96,15 @@ def finite_percentiles(values: np.ndarray, q) -> np.ndarray:
     return np.percentile(values, q)
 
 
+def beyond_float32(plane: np.ndarray) -> bool:
+    """A float64 plane holding finite values float32 cannot (they would become inf: background)."""
+    if plane.dtype.kind != "f" or plane.dtype.itemsize <= 4 or plane.size == 0:
+        return False
+    with np.errstate(invalid="ignore"):
+        largest = np.nanmax(np.abs(np.where(np.isfinite(plane), plane, 0)))
+    return bool(largest > np.finfo(np.float32).max)
+
+
 @dataclass(frozen=True)
 class PlaneNormalizer:
     """Each plane stretched by its own percentiles: ``normalize(plane, low, high)``.
@@ -108,11 +117,14 @@ class PlaneNormalizer:
     high: float
 
     def __call__(self, plane: np.ndarray) -> np.ndarray:
+        plane = plane.view(np.uint8) if plane.dtype == np.bool_ else plane    # a mask: 0/1 intensities
+        wide = beyond_float32(plane)             # float64 beyond float32's range: normalized in float64
+        dtype = np.float64 if wide else np.float32
         finite = finite_mask(plane)
         if finite is None:
-            return normalize(plane, self.low, self.high)
+            return normalize(plane, self.low, self.high, dtype=dtype).astype(np.float32, copy=False)
         mi, ma = finite_percentiles(plane[finite], [self.low, self.high])
-        return background_filled(normalize_mi_ma(plane, mi, ma), finite)
+        return background_filled(normalize_mi_ma(plane, mi, ma, dtype=dtype).astype(np.float32, copy=False), finite)
 
     def limits(self, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``mi``/``ma`` as ``normalize`` computes them, for block-wise ``normalize_mi_ma``.

@@ -27,7 +27,7 @@ class Plan:
     @property
     def steps(self) -> list[tuple[int, int]]:
         """Every selected ``(time_point, z)``, in the order the label ID mode needs."""
-        return walk_order(self.label_ids, self.time_points, self.planes)
+        return walk_order(self.time_points, self.planes)
 
 
 def resolve_plane_range(first: int, last: int, size_z: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -23,7 +24,7 @@ from .gpu import configure_gpu
 from .measuring import MeasurePlan, measure_plan, with_run_ids
 from .label_ids import LabelNumbering
 from .backends.engine import choose_engine, load_for, load_kept
-from .model import sha256_of, weights_file
+from .model import sha256_of, thresholds_line, weights_file
 from .normalization import non_finite_count, plane_normalizer, stack_normalizer, stack_percentiles
 from .plan import Plan, largest_label, make_plan
 from .predict import predict_sparse
@@ -80,6 +81,32 @@ def run_record(config: Config, model_name: str) -> dict[str, str]:
             pass
     record.update({f"setting.{k}": v for k, v in config.as_record().items()})
     return record
+
+
+def values_used(config: Config, info) -> dict[str, str]:
+    """What the settings left to the model and the image (``None`` in ``setting.*``), as used,
+    each with where it came from: the record says the thresholds, not ``prob_thresh None``."""
+    line = thresholds_line(config.models_dir, config.model_name, config.prob_thresh, config.nms_thresh)
+    if config.pixel_size_um is not None:
+        pixel = f"{config.pixel_size_um[0]:g} x {config.pixel_size_um[1]:g} (PIXEL_SIZE_UM)"
+    elif info.pixel_size_um[0] or info.pixel_size_um[1]:
+        x, y = info.pixel_size_um[0] or info.pixel_size_um[1], info.pixel_size_um[1] or info.pixel_size_um[0]
+        pixel = f"{x:g} x {y:g} (from {info.source or 'the image'})"
+    else:
+        pixel = "unknown: measurements in pixels"
+    z = info.pixel_size_um[2] if len(info.pixel_size_um) > 2 else None
+    if z:
+        pixel += f"; z step {z:g} (from {info.source or 'the image'})"
+    return {"used.thresholds": line[len("Thresholds: "):].rstrip("."), "used.pixel_size_um": pixel}
+
+
+def run_context(config: Config, info) -> dict[str, str]:
+    """For the workbook's Settings sheet only (a resumed run's files must equal an undisturbed run's):
+    the input's absolute path and when the run started."""
+    from datetime import datetime
+    source = config.input_path if config.input_path is not None else info.source
+    return {"input.path": str(Path(source).resolve()) if source else "(an array in memory)",
+            "run.started": datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
 def tiles_for(config: Config, model, shape: tuple[int, int]) -> tuple[int, int] | None:
@@ -182,6 +209,21 @@ def nuclei_from(details: dict, run_ids: dict[int, int],
             for k in range(len(coords)) if k + 1 in run_ids]
 
 
+def write_track_ids(host: Host, steps: list[tuple[int, int]], channel: int,
+                    rewrite, dtype: np.dtype) -> None:
+    """``track_t``'s last pass: each plane's provisional IDs become track IDs.
+
+    Before the output is finished, so a run killed here resumes by doing the pass again
+    (``rewrite`` is idempotent); planes with nothing to change are not written.
+    """
+    host.log(f"Writing track IDs into the label channel ({len(steps)} planes).")
+    for t, z in steps:
+        plane = host.read_output_plane(t, z)
+        new = rewrite(plane)
+        if new is not plane:
+            host.write_plane(channel, t, z, new.astype(dtype, copy=False))
+
+
 def counted(summary: RunSummary, plan: Plan, tables) -> str:
     """The run's count in words: nuclei through Z once each where objects were built, else slices."""
     objects = getattr(tables, "objects", None)
@@ -203,7 +245,8 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
     plan = plan_for(config, host)
     steps = plan.steps
     summary = RunSummary(planes_done=0, planes_planned=len(steps))
-    record = {**run_record(config, config.model_name), "output_dtype": np.dtype(plan.output_dtype).name}
+    record = {**run_record(config, config.model_name), "output_dtype": np.dtype(plan.output_dtype).name,
+              **values_used(config, host.dataset_info())}
     host.check_output(config.output_ch_name, record)
     resume = resume_for(host, steps)
     summary.nuclei_per_plane.update(resume.done)
@@ -239,6 +282,7 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
     model = None if config.scheduler else _model_for(config, host, record, keep_model)
+    host.log(thresholds_line(config.models_dir, config.model_name, config.prob_thresh, config.nms_thresh))
     if config.normalize == "stack":
         mi, ma = stack_percentiles(lambda t, z: host.read_plane(plan.channel, t, z), steps,
                                    *config.norm_percentiles)
@@ -247,7 +291,7 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     else:
         normalizer = plane_normalizer(*config.norm_percentiles)
     limit = largest_label(plan.output_dtype)
-    numbering = LabelNumbering(config.label_ids, config.link_iou)
+    numbering = LabelNumbering(config.label_ids, ceiling=limit)
     tag = f"{config.output_ch_name} ({config.model_name})"
 
     output = host.add_channel(config.output_ch_name, plan.output_dtype, description=record)
@@ -255,7 +299,7 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     restore_numbering(numbering, resume, host)
     size_c = host.dataset_info().size_c
     tables = None if measuring is None else measuring.start(
-        record, resume.measurements(), host.read_output_plane,
+        {**record, **run_context(config, host.dataset_info())}, resume.measurements(), host.read_output_plane,
         lambda t, z: [host.read_plane(c, t, z) for c in range(size_c)])
     completed = False
     planes = plane_stream(config, host, plan, model, normalizer, pending, measuring,
@@ -268,6 +312,11 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
             labels, run_ids = (None, written) if written is not None else numbering.renumber(t, z, labels)
             count = len(run_ids)
             largest = max(run_ids.values(), default=0) if labels is None else int(labels.max(initial=0))
+            if numbering.out_of_ids:
+                raise LabelOverflowError(
+                    f"Plane t={t} z={z}: more than {limit // 2} nuclei through Z numbered in the run, the most "
+                    f"{np.dtype(plan.output_dtype).name} labels hold for LABEL_IDS track_t; set LABEL_DTYPE "
+                    "(--label-dtype) to uint32")
             if largest > limit:
                 raise LabelOverflowError(
                     f"Plane t={t} z={z} needs label {largest}, more than "
@@ -290,6 +339,9 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
             host.log(f"t={t} z={z}: {count} nuclei")
             host.report_progress(summary.planes_done, len(steps))
         completed = summary.planes_done == len(steps)
+        if completed and tables is not None and tables.track_ids:
+            write_track_ids(host, steps, output.channel, tables.relabel_by_tracks(limit), plan.output_dtype)
+            host.renumber_objects(tables.new_id)
         if not completed:
             host.log(f"Cancelled after {summary.planes_done} of {len(steps)} planes.")
     finally:

@@ -94,7 +94,7 @@ def test_any_order_of_axes_gives_the_same_labels(stack, models_dir, tiff_labels,
     array = np.transpose(zyx, ["ZYX".index(a) for a in axes])
     labels, table = segment(array, axes=axes, measure=False, **settings(models_dir))
     np.testing.assert_array_equal(labels, tiff_labels[:1])
-    assert list(table.columns) == ["t", "z", "nuclei"] and len(table) == 3
+    assert list(table.columns) == ["time_point", "z", "nuclei"] and len(table) == 3
 
 
 def test_a_plane_selection_gives_only_those_planes(stack, models_dir, tiff_labels):
@@ -102,7 +102,14 @@ def test_a_plane_selection_gives_only_those_planes(stack, models_dir, tiff_label
                             first_plane=1, last_plane=2, measure=False, **settings(models_dir))
     assert labels.shape == (1, 2, SIZE, SIZE)
     np.testing.assert_array_equal(labels, tiff_labels[1:2, 1:3])
-    assert table[["t", "z"]].values.tolist() == [[1, 1], [1, 2]]
+    assert table[["time_point", "z"]].values.tolist() == [[1, 1], [1, 2]]
+
+
+def test_an_array_with_time_points_is_segmented_at_every_one_unless_one_is_named(stack, models_dir, tiff_labels):
+    labels, table = segment(stack[:, :2, 1], axes="TZYX", measure=False, **settings(models_dir))
+    assert labels.shape == (stack.shape[0], 2, SIZE, SIZE)
+    np.testing.assert_array_equal(labels, tiff_labels[:, :2])
+    assert sorted(set(table["time_point"])) == list(range(stack.shape[0]))
 
 
 def test_beyond_the_memory_budget_labels_go_to_zarr_on_disk(stack, models_dir, tiff_labels, tmp_path):
@@ -148,3 +155,29 @@ def test_bad_settings_and_axes_are_one_line(stack, models_dir, call, error, word
 def test_four_dimensions_need_axes(stack, models_dir):
     with pytest.raises(ConfigError, match="needs axes="):
         segment(stack[:, :, 1], **settings(models_dir))
+
+
+@pytest.mark.parametrize("array, words", [
+    ("not an image", "a str is not an image"),
+    (np.zeros((0, 64)), "an array of shape (0, 64) holds no image plane"),
+    (np.zeros((64, 64), np.complex64), "pixels of type complex64 are not intensities"),
+])
+def test_what_is_not_an_image_is_one_line(models_dir, array, words):
+    with pytest.raises(ConfigError) as error:
+        segment(array, **settings(models_dir))
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_model_path_that_is_not_a_path_is_one_line(models_dir):
+    with pytest.raises(ConfigError, match=r"MODEL2D_PATH \(--model-path\) = 123: must be None"):
+        segment(np.zeros((64, 64)), **{**settings(models_dir), "model2d_path": 123})
+
+
+def test_float64_beyond_float32_and_bool_planes_are_segmented(stack, models_dir):
+    from stardist.matching import matching
+    plane = stack[0, 0, 1].astype(np.float64)
+    plain, _ = segment(plane, measure=False, **settings(models_dir))
+    huge, _ = segment(plane * 1e300, measure=False, **settings(models_dir))    # inf as float32
+    assert plain.max() > 3 and matching(plain[0, 0].astype(int), huge[0, 0].astype(int), thresh=0.5).f1 >= 0.99
+    mask, _ = segment(plane > np.percentile(plane, 70), measure=False, **settings(models_dir))
+    assert mask.shape == plain.shape and mask.dtype == np.uint16

@@ -358,3 +358,26 @@ def test_cli_folder_input_says_it_is_a_folder(tmp_path):
     folder = tmp_path / "stack_folder"
     folder.mkdir()
     assert "is a folder" in run_cli(folder).stderr
+
+
+def test_plain_pages_are_said_to_be_taken_as_z_and_axes_declares_them(tmp_path):
+    """A multi-page TIFF without metadata: Z assumed in one line; AXES makes them time points."""
+    from stardist_v4d.config import ConfigError, build_config
+    from stardist_v4d.host_api.tiff_reader import TiffStack
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16), metadata=None,
+                    photometric="minisblack")
+    with TiffStack(path) as stack:
+        info = stack.dataset_info()
+        assert (info.size_t, info.size_z) == (1, 4)
+        assert "does not say what its 4 pages are" in stack.axes_note and "'TYX' or 'CYX'" in stack.axes_note
+    with TiffStack(path, axes="TYX") as stack:
+        info = stack.dataset_info()
+        assert (info.size_t, info.size_z, stack.axes_note) == (4, 1, None)
+        assert stack.read_plane(0, 2, 0)[0, 0] == 2 * 256
+    with TiffStack(path, axes="cyx") as stack:
+        assert stack.dataset_info().size_c == 4
+    with pytest.raises(Exception, match=r"AXES \(--axes\) = 'TZCYX' names 5 axes, but the image .* has 3 \(4 x 16 x 16"):
+        TiffStack(path, axes="TZCYX")
+    with pytest.raises(ConfigError, match=r"AXES \(--axes\) = 'TZQYX': must be None or the TIFF's axes"):
+        build_config({}, ["--input", str(path), "--axes", "TZQYX"])

@@ -217,3 +217,15 @@ def test_ray_check_on_real_weights_of_a_tiny_keras_model(tmp_path):
     with pytest.raises(ConfigError) as caught:
         build_config({"MODEL2D_PATH": tmp_path, "MODEL_NAME": "tiny"})
     assert f"{tmp_path / 'tiny' / 'weights_best.h5'}: weights of a 8-ray model" in str(caught.value)
+
+
+def test_the_thresholds_line_names_each_value_and_where_it_came_from(tmp_path):
+    from stardist_v4d.pipeline.model import thresholds_line
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "thresholds.json").write_text('{"prob": 0.4871, "nms": 0.3}')
+    line = thresholds_line(tmp_path, "m", None, 0.5)
+    assert line == (f"Thresholds: probability 0.487 ({tmp_path / 'm' / 'thresholds.json'}), "
+                    "overlap (NMS) 0.5 (NMS_THRESH).")
+    (tmp_path / "bare").mkdir()
+    assert "probability 0.5 (StarDist's default: the model has no thresholds.json)" in thresholds_line(
+        tmp_path, "bare", None, None)

@@ -1,6 +1,7 @@
 """SCHEDULER: planes as Dask tasks give the single-process run's labels, even when a worker dies."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -85,8 +86,16 @@ def assert_same_segmentation(output: Path, reference: Path) -> None:
 
 def test_local_cluster_gives_the_single_process_labels_tables_and_outlines(store, models_dir, single, tmp_path, capsys):
     output = tmp_path / "dask.ome.zarr"
-    summary = segment(store, output, models_dir, scheduler="local:2")
+    nanny, heard = logging.getLogger("distributed.nanny"), []     # distributed's loggers do not propagate
+    listener = logging.Handler()
+    listener.emit = heard.append
+    nanny.addHandler(listener)
+    try:
+        summary = segment(store, output, models_dir, scheduler="local:2")
+    finally:
+        nanny.removeHandler(listener)
     said = capsys.readouterr().out
+    assert not [r for r in heard if r.levelno >= logging.WARNING]    # a finished run: no "still alive ... killing"
     assert summary.completed and "a local cluster of 2 single-threaded worker process(es)" in said
     assert [line for line in said.splitlines() if line.startswith("t=0 z=")] == [
         f"t=0 z={z}: {summary.nuclei_per_plane[(0, z)]} nuclei" for z in range(PLANES)]  # in plane order

@@ -1,6 +1,7 @@
 """The README's first command: the embedded demo, end to end, with the shipped demo model."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,10 @@ def test_demo_runs_with_no_arguments_and_replaces_its_earlier_output(demo_run):
     assert "Done: 15 of 15 planes" in result.stdout
     assert (out_dir / "demo_stack_stardist.ome.tif").stat().st_size > 1_000_000
     assert (out_dir / "demo_stack_stardist_rois.zip").exists()
+    said = result.stdout + result.stderr
+    thresholds = json.loads((ENTRY.parent / "models" / "fluo_nuclei" / "thresholds.json").read_text())
+    assert said.count("Thresholds: ") == 1 and "Using default values" not in said and "Loading thresholds" not in said
+    assert f"Thresholds: probability {thresholds['prob']:.3g} (" in said
 
 
 def test_demo_labels_find_the_demo_nuclei(demo_run):

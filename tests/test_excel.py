@@ -215,3 +215,26 @@ def test_human_header_falls_back_to_channel_index_and_plain_words():
 
 def test_excel_row_limit_is_excels():
     assert EXCEL_MAX_ROWS == 2 ** 20
+
+
+def test_every_sheet_prints_landscape_one_page_wide_with_the_header_on_each_page(tmp_path, run_tables):
+    out = tmp_path / "run.xlsx"
+    write_workbook(out, run_tables, SETTINGS, CHANNELS)
+    for sheet in openpyxl.load_workbook(out).worksheets:
+        assert sheet.print_title_rows == "$1:$1", sheet.title
+        assert sheet.page_setup.orientation == "landscape"
+        assert (sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight) == (1, 0)
+        assert sheet.sheet_properties.pageSetUpPr.fitToPage
+
+
+def test_numbers_show_their_meaningful_digits_and_keep_all_of_them(tmp_path, run_tables):
+    out = tmp_path / "run.xlsx"
+    write_workbook(out, run_tables, SETTINGS, CHANNELS)
+    nuclei = openpyxl.load_workbook(out)["Nuclei"]
+    formats = {nuclei.cell(1, i).value: nuclei.cell(2, i).number_format for i in range(1, 9)}
+    assert formats["Area (um2)"] == formats["Centroid X (um)"] == "0.00"
+    assert formats["Mean Nuclei"] == formats["Ring mean Membrane"] == "0.0"
+    assert formats["Probability"] == "0.000" and formats["Label"] == "General"
+    assert nuclei["E2"].value == 80.25                      # shown 80.25, kept whole
+    planes = openpyxl.load_workbook(out)["Planes"]
+    assert planes["D2"].number_format == "0.00" and planes["F2"].number_format == "0.000"

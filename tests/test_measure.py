@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from skimage.draw import disk, ellipse
 
 from stardist_v4d.analysis.measure import Calibration, column_names, measure_plane, ring_labels
+from stardist_v4d.analysis.tables import format_column
 
 HALF_UM = Calibration((0.5, 0.5))                 # 0.5 um pixels, ring 2 um = 4 px
 RING_PX = 4                                       # 2 um / 0.5 um
@@ -299,3 +300,12 @@ def test_run_wide_ids_in_the_billions_are_measured_as_given():
     assert columns["area_px2"].tolist() == [150.0, 100.0]
     assert columns["mean_c0"].tolist() == [7.0, 4e9]
     assert columns["probability"][0] == 0.9 and np.isnan(columns["probability"][1])
+
+
+def test_uint64_ids_above_two_to_the_63_stay_positive():
+    labels = np.zeros((40, 40), np.uint64)
+    labels[5:15, 5:15] = 2 ** 63 + 5
+    labels[20:30, 20:35] = 2 ** 64 - 1
+    columns = measure_plane(labels, [np.ones((40, 40))], None, Calibration(None))
+    assert [int(v) for v in columns["label"]] == [2 ** 63 + 5, 2 ** 64 - 1]
+    assert format_column("label", columns["label"]) == [str(2 ** 63 + 5), str(2 ** 64 - 1)]

@@ -5,12 +5,16 @@ written in the output file, not against the code that wrote it.
 """
 from __future__ import annotations
 
+import json
+import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+import roifile
 import tifffile
 from skimage.measure import regionprops_table
 
@@ -127,6 +131,16 @@ def test_workbook_has_the_tables_in_words_and_the_run_settings(measured_run):
     assert len(rows) == len(pd.read_csv(folder / "out_nuclei.csv"))
     settings = dict(book["Settings"].iter_rows(min_row=2, values_only=True))
     assert settings["model"] == "tiny" and settings["setting.measure"] == "True"
+    # the values the run used where the settings said None, and where each came from
+    assert settings["setting.prob_thresh"] == "None"
+    thresholds_file = Path(settings["used.thresholds"].split("(")[1].split(")")[0])
+    thresholds = json.loads(thresholds_file.read_text())
+    assert settings["used.thresholds"].startswith(f"probability {thresholds['prob']:.3g} (")
+    assert "thresholds.json" in settings["used.thresholds"] and "overlap (NMS)" in settings["used.thresholds"]
+    assert settings["used.pixel_size_um"] == f"{PIXEL:g} x {PIXEL:g} (from {folder / 'in.ome.tif'})"
+    assert settings["input.path"] == str((folder / "in.ome.tif").resolve())
+    started = datetime.fromisoformat(settings["run.started"])
+    assert started.tzinfo is not None and abs((datetime.now(started.tzinfo) - started).days) < 1
 
 
 def test_plots_are_non_empty_pictures(measured_run):
@@ -223,25 +237,40 @@ def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_plane
     assert not (tmp_path / "out_nuclei.csv").exists() and not (tmp_path / "out_measurements.xlsx").exists()
 
 
-def test_track_t_run_writes_one_track_per_label_over_time(tmp_path, models_dir):
-    """Consistency of the tracks with the nuclei table (the geometry is tests/test_measure.py's)."""
+def test_track_t_writes_the_lap_track_ids_into_every_slice_of_the_channel(tmp_path, models_dir):
+    """The channel's IDs are the tracks table's; the regions are link_z's objects, renamed."""
     base = two_channel_stack(size_t=1, size_z=2)
     stack = np.concatenate([base, np.roll(base, 2, axis=-1), np.roll(base, 4, axis=-1)])  # 2 px per t
-    segment(tmp_path, models_dir, stack=stack, label_ids="track_t", plots=False)
+    (tmp_path / "z").mkdir()
+    _, _, linked = segment(tmp_path / "z", models_dir, stack=stack, label_ids="link_z", plots=False)
+    summary, _, target = segment(tmp_path, models_dir, stack=stack, label_ids="track_t", plots=False)
+    assert summary.completed
+    labels, objects_ids = written_labels(target), written_labels(linked)
+    objects = pd.read_csv(tmp_path / "out_objects.csv")
+    spots = pd.read_csv(tmp_path / "out_spots.csv")
+    tracks = pd.read_csv(tmp_path / "out_tracks.csv")
     nuclei = pd.read_csv(tmp_path / "out_nuclei.csv")
-    tracks = pd.read_csv(tmp_path / "out_tracks.csv").set_index("track_id")
-    assert set(tracks.index) == set(nuclei["label"])
-    for label, rows in nuclei.groupby("label"):
-        track = tracks.loc[label]
-        rows = rows.sort_values("time_point")
-        assert (track.first_time_point, track.last_time_point, track.time_points) == (
-            rows.time_point.min(), rows.time_point.max(), len(rows))
-        steps = np.hypot(np.diff(rows.centroid_x_um), np.diff(rows.centroid_y_um))
-        assert track.path_length_um == pytest.approx(steps.sum(), abs=1e-6)
-        first, last = rows.iloc[0], rows.iloc[-1]
-        assert track.displacement_um == pytest.approx(
-            np.hypot(last.centroid_x_um - first.centroid_x_um, last.centroid_y_um - first.centroid_y_um), abs=1e-6)
-    assert (tracks.time_points == 3).sum() > 5 and set(tracks.z) == {0, 1}
+    assert len(tracks) < len(objects) and (tracks.spots == 3).sum() > 5          # nuclei followed over time
+    track_of = spots.set_index(["time_point", "object_id"])["track_id"]
+    assert (objects.set_index(["time_point", "object_id"])["label_id"] == track_of).all()
+    for t in range(3):
+        ids = set(np.unique(labels[t])) - {0}
+        assert ids == set(objects.label_id[objects.time_point == t]) <= set(tracks.track_id)
+        assert ids == set(nuclei.label[nuclei.time_point == t])
+        # same regions as link_z's objects, one-to-one
+        pairs = {(a, b) for a, b in zip(labels[t].ravel(), objects_ids[t].ravel()) if a or b}
+        assert len(pairs) == len(ids) == len({b for _, b in pairs}) and all(a and b for a, b in pairs)
+    assert labels.max() == len(tracks) and labels.dtype == np.uint32
+    with zipfile.ZipFile(tmp_path / "out_rois.zip") as rois:
+        named = {int(name[:-4].rsplit("-", 1)[1]) for name in rois.namelist()}
+        assert named == set(nuclei.label)
+        first = roifile.ImagejRoi.frombytes(rois.read(rois.namelist()[0]))
+        assert first.name == rois.namelist()[0][:-4]
+
+
+def test_track_t_without_measurements_is_a_one_line_error(models_dir):
+    with pytest.raises(ConfigError, match="LABEL_IDS .* 'track_t' .* needs MEASURE = True"):
+        build_config({"LABEL_IDS": "track_t", "MEASURE": False})
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -307,6 +336,28 @@ def test_measure_reads_the_planes_a_run_segmented_from_its_record(tmp_path, mode
                          "--output-dir", str(out), "--no-plots"]) == 0
     assert "Measuring the 2 plane(s) the run segmented" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(out / "out_planes.csv"), pd.read_csv(tmp_path / "out_planes.csv"))
+
+
+def test_measure_without_a_run_record_skips_the_planes_never_segmented_and_takes_a_range(tmp_path, capsys):
+    """Edited labels (no record): only the Z range holding labels is measured, unless the flags choose."""
+    from skimage.draw import disk
+    stack = two_channel_stack(size_t=1, size_z=4)
+    source = write_input(tmp_path, stack)
+    labels = np.zeros((1, 4, SIZE, SIZE), np.uint16)
+    for z in (1, 2):
+        labels[(0, z, *disk((40, 40), 8, shape=(SIZE, SIZE)))] = 1
+    path = tmp_path / "edited.tif"
+    tifffile.imwrite(path, labels, imagej=True, metadata={"axes": "TZYX"})
+    assert measure_main(["--input", str(source), "--labels", str(path), "--no-plots"]) == 0
+    said = capsys.readouterr().out
+    assert "measuring the planes that hold labels, 1-2 of time point(s) 0; 2 all-zero plane(s)" in said
+    assert pd.read_csv(tmp_path / "edited_planes.csv")["z"].tolist() == [1, 2]
+    assert measure_main(["--input", str(source), "--labels", str(path), "--no-plots", "--overwrite",
+                         "--first-plane", "0", "--last-plane", "-1"]) == 0
+    assert "planes 0-3 (as asked)" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "edited_planes.csv")["nuclei"].tolist() == [0, 1, 1, 0]
+    assert measure_main(["--input", str(source), "--labels", str(path), "--first-plane", "7"]) == 2
+    assert "--first-plane 7: the labels have 4 Z plane(s) (valid: 0-3, or -1)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make_labels, flags, message", [

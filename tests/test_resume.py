@@ -26,7 +26,8 @@ from stardist_v4d.host_api.output_lock import OutputLock, OutputLocked
 from stardist_v4d.training.synthetic import synthetic_nuclei
 
 SIZE = 64
-OUTPUTS = ("out.ome.tif", "out_rois.zip", "out_nuclei.csv", "out_planes.csv", "out_tracks.csv")
+OUTPUTS = ("out.ome.tif", "out_rois.zip", "out_nuclei.csv", "out_planes.csv", "out_objects.csv",
+           "out_spots.csv", "out_tracks.csv")
 
 SCRIPT = """
 import os, sys
@@ -36,7 +37,7 @@ from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.run import run
 models, kill_at, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]   # run in the output folder
 extra = dict(arg.split("=", 1) for arg in sys.argv[4:])
-committed = 0
+committed = rewritten = 0
 
 class Killed(TiffHost):
     def commit_plane(self, t, z, nuclei, state):
@@ -47,6 +48,17 @@ class Killed(TiffHost):
         super().commit_plane(t, z, nuclei, state)
         if mode == "after-commit" and committed == kill_at:
             os.kill(os.getpid(), 9)
+
+    def write_plane(self, channel, t, z, labels):
+        global rewritten
+        if mode == "in-relabel" and len(self.completed_planes()) + committed == 9:   # track_t's last pass
+            rewritten += 1
+            if rewritten == kill_at:                # a torn write: the top half only, then killed
+                torn = self.read_output_plane(t, z)
+                torn[: len(torn) // 2] = labels[: len(torn) // 2]
+                super().write_plane(channel, t, z, torn)
+                os.kill(os.getpid(), 9)
+        super().write_plane(channel, t, z, labels)
 
 config = Config(model2d_path=models, model_name="tiny", input_path=Path("in.ome.tif"),
                 output_path=Path("out.ome.tif"), current_time_point=False, workers=0,
@@ -96,8 +108,10 @@ def undisturbed(tmp_path_factory, models_dir):
     return {name: (folder / name).read_bytes() for name in OUTPUTS}, folder / "in.ome.tif"
 
 
-# seeded choice of where to kill: the same cases on every run of the suite
-CASES = random.Random(13).sample([(k, m) for k in range(1, 9) for m in ("before-commit", "after-commit")], 3)
+# seeded choice of where to kill: the same cases on every run of the suite; one inside a time
+# point (its objects are rebuilt from the written planes), one in track_t's rewrite of the channel
+CASES = random.Random(13).sample([(k, m) for k in range(1, 9) for m in ("before-commit", "after-commit")], 3) \
+    + [(4, "after-commit"), (5, "in-relabel")]
 
 
 @pytest.mark.parametrize("kill_at, mode", CASES)
@@ -110,42 +124,13 @@ def test_a_run_killed_after_k_planes_resumes_to_the_same_bytes(tmp_path, models_
     assert (tmp_path / "out.ome.tif.partial").exists() and not (tmp_path / "out.ome.tif").exists()
     resumed = segment(tmp_path, models_dir)
     assert "COMPLETED" in resumed.stdout, resumed.stderr[-3000:]
-    done = kill_at if mode == "after-commit" else kill_at - 1   # a plane not committed is redone
+    done = {"after-commit": kill_at, "before-commit": kill_at - 1, "in-relabel": 9}[mode]   # uncommitted: redone
     if done:
         assert f"Resuming: {done} of 9 planes already done." in resumed.stdout
     for name in OUTPUTS:
         assert (tmp_path / name).read_bytes() == reference[name], name
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".partial", ".journal", ".parts", ".lock"))
     assert leftovers == []
-
-
-OBJECT_OUTPUTS = ("out.ome.tif", "out_nuclei.csv", "out_planes.csv", "out_objects.csv", "out_spots.csv", "out_tracks.csv")
-
-
-@pytest.fixture(scope="module")
-def undisturbed_objects(tmp_path_factory, models_dir):
-    """A link_z run (objects through Z are built) that nobody stopped."""
-    folder = tmp_path_factory.mktemp("undisturbed_objects")
-    write_input(folder)
-    done = segment(folder, models_dir, label_ids="link_z")
-    assert "COMPLETED" in done.stdout, done.stderr[-3000:]
-    return {name: (folder / name).read_bytes() for name in OBJECT_OUTPUTS}, folder / "in.ome.tif"
-
-
-@pytest.mark.parametrize("kill_at, mode", [(4, "after-commit"), (6, "before-commit")])
-def test_a_run_killed_inside_a_time_point_resumes_to_the_same_objects(tmp_path, models_dir, undisturbed_objects,
-                                                                      kill_at, mode):
-    """Killed with planes of a time point done and others not: its objects are rebuilt from the written planes."""
-    reference, source = undisturbed_objects
-    shutil.copy2(source, tmp_path / "in.ome.tif")
-    killed = segment(tmp_path, models_dir, kill_at, mode, label_ids="link_z")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    resumed = segment(tmp_path, models_dir, label_ids="link_z")
-    assert "COMPLETED" in resumed.stdout, resumed.stderr[-3000:]
-    for name in OBJECT_OUTPUTS:
-        assert (tmp_path / name).read_bytes() == reference[name], name
-    objects = (tmp_path / "out_objects.csv").read_text().splitlines()
-    assert len(objects) > 3 and {row.split(",")[0] for row in objects[1:]} == {"0", "1", "2"}
 
 
 def test_a_rerun_with_other_settings_refuses_to_mix_and_overwrite_starts_afresh(tmp_path, models_dir, undisturbed):
@@ -331,3 +316,42 @@ def test_a_page_that_cannot_be_decoded_leaves_nothing_behind(tmp_path, models_di
     assert len(errors) == 1 and errors[0].strip().startswith("error: ")
     assert "plane t=0 z=2 cannot be decoded" in errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"] and bad.read_bytes() == before
+
+
+# ----------------------------------------------------------- every input layout resumes
+def layout_stack(axes: str) -> np.ndarray:
+    """A small stack of ``axes`` (T, Z, C of 1-3 each; nuclei in channel 0)."""
+    sizes = {"T": 2, "Z": 3, "C": 2, "Y": SIZE, "X": SIZE}
+    rng = np.random.default_rng(3)
+    zyx = np.stack([synthetic_nuclei((SIZE, SIZE), rng)[0] for _ in range(6)]) * 50000
+    stack = np.zeros([sizes[a] for a in axes], np.uint16)
+    planes = [(t, z) for t in range(sizes["T"] if "T" in axes else 1) for z in range(sizes["Z"] if "Z" in axes else 1)]
+    for k, (t, z) in enumerate(planes):
+        index = tuple({"T": t, "Z": z, "C": 0}.get(a, slice(None)) for a in axes)
+        stack[index] = zyx[k]
+    return stack
+
+
+@pytest.mark.parametrize("axes", ["ZYX", "TYX", "ZCYX", "TCYX", "TZCYX"])
+def test_a_stopped_run_resumes_on_every_tiff_layout(tmp_path, models_dir, axes):
+    """One time point or one plane (an ImageJ ZYX stack, a TYX one): the .partial reopens and resumes."""
+    from stardist_v4d.config import Config
+    from stardist_v4d.pipeline.run import run
+    from test_pipeline import StopAfter
+    from stardist_v4d.host_api.tiff import TiffHost
+
+    source = tmp_path / "in.ome.tif"
+    tifffile.imwrite(source, layout_stack(axes), ome=True, photometric="minisblack", metadata={"axes": axes})
+    outputs = {}
+    for name, stops in (("undisturbed", None), ("resumed", 1)):
+        target = tmp_path / f"{name}.ome.tif"
+        config = Config(model2d_path=models_dir, model_name="tiny", input_path=source, output_path=target,
+                        current_time_point=False, workers=0, plots=False, label_ids="unique")
+        if stops is not None:
+            first = run(config, StopAfter(source, target, planes=stops, show_progress=False))
+            assert not first.completed and first.planes_done == stops
+        with TiffHost(source, target, show_progress=False) as host:
+            summary = run(config, host)
+        assert summary.completed
+        outputs[name] = tifffile.imread(target)
+    np.testing.assert_array_equal(outputs["resumed"], outputs["undisturbed"])

@@ -32,7 +32,9 @@ def test_demo_model_check_passes_and_prints_every_line(tmp_path, monkeypatch, ca
     assert selfcheck.main({}, []) == 0
     out = capsys.readouterr().out
     lines = report_lines(out)
-    assert set(lines) == {"python", "packages", "cpu", "settings", "gpu", f"model {DEFAULT_MODEL}", "output folder", "arivis"}
+    assert set(lines) == {"python", "packages", "cpu", "settings", "input", "gpu", f"model {DEFAULT_MODEL}",
+                          "output folder", "arivis"}
+    assert lines["input"].startswith("--") and "demo" in lines["input"]
     assert lines["python"].startswith("ok") and f"{sys.version_info[0]}.{sys.version_info[1]}." in lines["python"]
     for package in ("tensorflow", "stardist", "csbdeep", "numpy", "tifffile"):
         assert re.search(rf"\b{package} \d", lines["packages"]), package
@@ -194,3 +196,19 @@ def test_lines_are_aligned():
     short, long = Finding(OK, "cpu", "2 cores").line(16), Finding(FAIL, "model nope", "broken").line(16)
     assert short.startswith("ok    cpu: ") and long.startswith("FAIL  model nope: ")
     assert short.index("2 cores") == long.index("broken") == 6 + 16 + 1
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--channel", "5"], ["INPUT_CHANNEL (--channel) = 5", "2 channel(s) (valid: 0-1)"]),
+    (["--first-plane", "9"], ["FIRST_PLANE (--first-plane) = 9", "3 Z plane(s) (valid: 0-2, or -1)"]),
+])
+def test_check_with_an_input_refuses_what_the_run_would_refuse(tmp_path, flags, words):
+    import numpy as np
+    import tifffile
+    source = tmp_path / "in.ome.tif"
+    tifffile.imwrite(source, np.zeros((1, 3, 2, 32, 32), np.uint16), ome=True, metadata={"axes": "TZCYX"})
+    config = build_config({}, ["--input", str(source), *flags])          # valid as settings alone
+    finding = selfcheck.check_input(config)
+    assert finding.status == FAIL and all(w in finding.detail for w in words), finding.detail
+    fine = selfcheck.check_input(build_config({}, ["--input", str(source), "--channel", "1"]))
+    assert fine.status == OK and "1 T x 3 Z x 2 C of 32 x 32 uint16; segments channel 1, planes 0-2" in fine.detail

@@ -15,7 +15,6 @@ from skimage.draw import disk
 
 from stardist_v4d.analysis.measure import Calibration, measure_plane
 from stardist_v4d.analysis.tables import CsvTable, TablePaths, plane_summary, planes_columns
-from stardist_v4d.analysis.tracks import TrackBuilder
 
 HALF_UM = Calibration((0.5, 0.5))                 # 0.5 um pixels
 
@@ -153,79 +152,3 @@ def test_table_paths_existing_finds_earlier_finished_files_not_partial_ones(tmp_
 
 
 # ------------------------------------------------------------- tracks.py
-def moving_disc_planes(steps=5, shift=3, label=7):
-    """The nuclei columns of a disc moving ``shift`` px along x per time point."""
-    planes = []
-    for t in range(steps):
-        labels = np.zeros((80, 120), np.uint16)
-        labels[disk((40.3, 30.6 + shift * t), 10, shape=labels.shape)] = label
-        planes.append(measure_plane(labels, [], None, HALF_UM, time_point=t, z=0))
-    return planes
-
-
-def test_disc_moving_3_px_per_time_point_is_one_track_of_6_um():
-    builder = TrackBuilder(HALF_UM)
-    for t, nuclei in enumerate(moving_disc_planes()):
-        assert builder.add_plane(t, 0, nuclei) is None
-    tracks = builder.finish()
-    assert list(tracks) == ["track_id", "z", "first_time_point", "last_time_point", "time_points",
-                            "displacement_um", "path_length_um", "mean_speed_um_per_time_point"]
-    assert tracks["track_id"].tolist() == [7]
-    assert tracks["first_time_point"].tolist() == [0] and tracks["last_time_point"].tolist() == [4]
-    assert tracks["time_points"].tolist() == [5]
-    assert tracks["displacement_um"][0] == pytest.approx(12 * 0.5, rel=1e-9)
-    assert tracks["path_length_um"][0] == pytest.approx(6.0, rel=1e-9)
-    assert tracks["mean_speed_um_per_time_point"][0] == pytest.approx(6.0 / 4, rel=1e-9)
-
-
-def test_speed_per_second_column_only_with_a_time_increment():
-    builder = TrackBuilder(HALF_UM, time_increment_s=30)
-    for t, nuclei in enumerate(moving_disc_planes()):
-        builder.add_plane(t, 0, nuclei)
-    tracks = builder.finish()
-    assert tracks["mean_speed_um_per_s"][0] == pytest.approx(1.5 / 30, rel=1e-9)
-    assert list(tracks)[-1] == "mean_speed_um_per_s"
-
-
-def zigzag_plane(label, x, y):
-    return {"label": np.array([label]), "centroid_x_px": np.array([x]), "centroid_y_px": np.array([y])}
-
-
-def test_zig_zag_path_is_longer_than_its_displacement():
-    builder = TrackBuilder(Calibration(None))
-    for t, (x, y) in enumerate([(0, 0), (3, 4), (6, 0), (9, 4)]):
-        builder.add_plane(t, 0, zigzag_plane(3, x, y))
-    tracks = builder.finish()
-    assert "mean_speed_px_per_s" not in tracks
-    assert tracks["path_length_px"][0] == pytest.approx(15.0, rel=1e-12)          # 3 steps of 5
-    assert tracks["displacement_px"][0] == pytest.approx(math.hypot(9, 4), rel=1e-12)
-    assert tracks["mean_speed_px_per_time_point"][0] == pytest.approx(5.0, rel=1e-12)
-
-
-def test_tracks_of_one_z_are_returned_on_moving_to_the_next_sorted_by_id():
-    builder = TrackBuilder(Calibration(None))
-    for t in range(3):
-        plane = {"label": np.array([5, 2]), "centroid_x_px": np.array([10.0 + t, 50.0]),
-                 "centroid_y_px": np.array([20.0, 60.0 - 2 * t])}
-        assert builder.add_plane(t, 0, plane) is None
-    done = builder.add_plane(0, 1, zigzag_plane(9, 1.0, 1.0))
-    assert done["track_id"].tolist() == [2, 5]
-    assert done["z"].tolist() == [0, 0]
-    assert done["time_points"].tolist() == [3, 3]
-    np.testing.assert_allclose(done["path_length_px"], [4.0, 2.0], rtol=1e-12)
-    last = builder.finish()
-    assert last["track_id"].tolist() == [9] and last["z"].tolist() == [1]
-
-
-def test_single_time_point_track_has_empty_speed():
-    builder = TrackBuilder(Calibration(None), time_increment_s=10)
-    builder.add_plane(4, 0, zigzag_plane(1, 5.0, 5.0))
-    tracks = builder.finish()
-    assert tracks["time_points"].tolist() == [1]
-    assert tracks["displacement_px"][0] == 0 and tracks["path_length_px"][0] == 0
-    assert np.isnan(tracks["mean_speed_px_per_time_point"][0])
-    assert np.isnan(tracks["mean_speed_px_per_s"][0])
-
-
-def test_builder_without_planes_finishes_with_nothing():
-    assert TrackBuilder(HALF_UM).finish() is None

@@ -68,7 +68,7 @@ def cli_error(tmp_path: Path, capsys, images: Path, masks: Path, *extra: str, ou
 
 # --- good data -------------------------------------------------------------------
 
-def test_training_on_tiny_generated_set_gives_loadable_model_folder(tmp_path, capsys):
+def test_training_on_tiny_generated_set_gives_loadable_model_folder(tmp_path, capsys, recwarn):
     from stardist_v4d.training.synthetic import synthetic_dataset
 
     images, masks = synthetic_dataset(4, shape=(96, 96), seed=1)
@@ -83,6 +83,10 @@ def test_training_on_tiny_generated_set_gives_loadable_model_folder(tmp_path, ca
     assert "Found 4 image/mask pairs" in stdout
     assert "epoch 2/2" in stdout and "ETA" in stdout                     # progress with an ETA
     assert "overfitting" in stdout.lower()                                # the verdict line
+    assert "Using default values" not in stdout                          # StarDist's lines, said by ours
+    noise = [str(w.message) for w in recwarn if any(words in str(w.message) for words in
+             ("output path for model", "shuffle=True", "filename suffix"))]
+    assert noise == []
     for name in ("config.json", "weights_best.h5", "thresholds.json", "loss.png", "training.json"):
         assert (out / name).is_file(), name
     thresholds = json.loads((out / "thresholds.json").read_text())

@@ -196,6 +196,18 @@ def _resume_arguments(args: argparse.Namespace):
     return found, run
 
 
+#: Library warnings a training prints that tell its user nothing: the model folder is ours,
+#: batches come from our generator, and the checkpoint's Keras 3 format is intended.
+QUIET_WARNINGS = (r"output path for model already exists", r".*`shuffle=True` was passed",
+                  r"Detected filename suffix '\.weights\.h5'")
+
+
+def quiet_library_warnings() -> None:
+    import warnings
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``train`` subcommand; returns the exit code (2 for bad arguments or data)."""
     from .checkpoint import CheckpointError
@@ -205,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:          # --help, or argparse's own usage errors
         return int(exit_.code or 0)
     log = functools.partial(print, flush=True)
+    quiet_library_warnings()
     resume = None
     try:
         if args.resume is not None:

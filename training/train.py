@@ -7,6 +7,8 @@ overfitting verdict, and Ctrl-C that keeps the best weights so far.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -154,7 +156,7 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
     augmenter = Augmenter(settings.seed, settings.augment_scale, settings.augment_blur)
     if resume is None:
         config = Config2D(**config_values(settings), **settings.extra_config)
-        with building_in(settings.precision):
+        with building_in(settings.precision), contextlib.redirect_stdout(io.StringIO()):   # StarDist's own lines
             model = StarDist2D(config, name=model_dir.name, basedir=str(model_dir.parent))
         float32_outputs(model.keras_model)          # StarDist's losses and metrics take float32 predictions
         if start_weights is not None:
@@ -168,7 +170,7 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         model.prepare_for_training()
         first_epoch, history, best = 0, {}, None
     else:
-        with building_in(settings.precision):
+        with building_in(settings.precision), contextlib.redirect_stdout(io.StringIO()):
             model = StarDist2D(None, name=model_dir.name, basedir=str(model_dir.parent))
         float32_outputs(model.keras_model)
         model.keras_model.load_weights(str(resume.weights))
