@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def convert(source: Path, target: Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``target`` (an OME-Zarr image, axes t, c, z, y, x) from the TIFF ``source``."""
@@ -30,15 +32,39 @@ def convert(source: Path, target: Path, overwrite: bool = False, progress: bool 
         shape = (info.size_t, info.size_c, info.size_z, info.size_y, info.size_x)
         group, array = create_image(partial, "TCZYX", shape, info.dtype, info.pixel_size_um,
                                     info.time_increment_s, source.name)
-        group.attrs["omero"] = {"version": "0.4", "channels": [{"label": name, "active": True}
-                                                               for name in info.channel_names]}
         planes = [(t, c, z) for t in range(info.size_t) for c in range(info.size_c) for z in range(info.size_z)]
+        ranges = [[np.inf, -np.inf] for _ in range(info.size_c)]       # each channel's values, for its window
         for t, c, z in tqdm(planes, desc="converting", unit="plane", disable=not progress, leave=False):
-            array[t, c, z] = stack.read_plane(c, t, z)
+            plane = stack.read_plane(c, t, z)
+            array[t, c, z] = plane
+            finite = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
+            if finite.size:
+                ranges[c] = [min(ranges[c][0], float(finite.min())), max(ranges[c][1], float(finite.max()))]
+        group.attrs["omero"] = omero_block(info.channel_names, ranges, info.dtype)
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)
     return target
+
+
+#: Channel colours (hex RGB) in order, as viewers show multi-channel fluorescence; one channel: white.
+COLOURS = ("FFFFFF",) + ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF")
+
+
+def omero_block(names, ranges, dtype) -> dict:
+    """NGFF 0.4 ``omero`` rendering metadata with every field viewers need: per channel a label,
+    a colour and a window (the data's range within the pixel type's): napari-ome-zarr builds its
+    colormaps from them, ome-zarr-models requires them."""
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "ui" else None
+    channels = []
+    for k, (name, (low, high)) in enumerate(zip(names, ranges)):
+        low, high = (0.0, 1.0) if not np.isfinite(low) else (low, high)
+        colour = "FFFFFF" if len(names) == 1 else COLOURS[1 + k % (len(COLOURS) - 1)]
+        channels.append({"label": str(name), "active": True, "color": colour, "coefficient": 1.0,
+                         "family": "linear", "inverted": False,
+                         "window": {"start": low, "end": high if high > low else low + 1,
+                                    "min": float(info.min) if info else low, "max": float(info.max) if info else high}})
+    return {"version": "0.4", "channels": channels, "rdefs": {"model": "color", "defaultT": 0, "defaultZ": 0}}
 
 
 def main(argv: list[str] | None = None) -> int:

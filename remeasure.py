@@ -148,10 +148,10 @@ def integer_labels(plane: np.ndarray, where: str) -> np.ndarray:
 
 def remeasure(args: argparse.Namespace, log=print) -> Path:
     """Measure; returns the nuclei table's path."""
-    if args.ring_um <= 0 or args.ring_um > 100:
+    if not 0 < args.ring_um <= 100:                  # NaN fails this too
         raise MeasureError(f"--ring-um {args.ring_um:g}: must be above 0 and at most 100 um")
-    if args.pixel_size_um is not None and not all(v > 0 for v in args.pixel_size_um):
-        raise MeasureError(f"--pixel-size-um {args.pixel_size_um}: sizes must be above 0 um")
+    if args.pixel_size_um is not None and not all(0 < v < np.inf for v in args.pixel_size_um):
+        raise MeasureError(f"--pixel-size-um {args.pixel_size_um}: sizes must be finite and above 0 um")
     folder = args.output_dir or args.labels.parent
     if not folder.is_dir():
         raise MeasureError(f"--output-dir {folder}: no such folder")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,10 +133,17 @@ def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype,
 
 
 def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.dtype,
-                        scale_um, time_increment_s, description: Mapping[str, str] | None = None):
-    """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its array."""
+                        scale_um, time_increment_s, description: Mapping[str, str] | None = None,
+                        source_image: Path | None = None):
+    """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its array.
+
+    ``source_image``: the image segmented; the store's ``image-label.source.image`` is its
+    path relative to the store (``../in.ome.zarr`` beside it), so a viewer finds it.
+    """
     group, array = create_image(path, "TZYX", shape, dtype, scale_um, time_increment_s, path.name)
-    group.attrs["image-label"] = {"version": "0.4", "source": {"image": "../"}}
+    source = {"image": os.path.relpath(Path(source_image).resolve(), Path(path).resolve())} \
+        if source_image is not None else {}
+    group.attrs["image-label"] = {"version": "0.4", "source": source}
     if description:
         group.attrs["stardist_v4d"] = dict(description)
     return array
@@ -203,7 +211,7 @@ class OmeZarrHost(Host):
             shutil.rmtree(self.output_path)
         self._labels = create_labels_store(self.output_path, (info.size_t, info.size_z, info.size_y, info.size_x),
                                            np.dtype(dtype), info.pixel_size_um, info.time_increment_s,
-                                           {**(description or {}), "channel": name})
+                                           {**(description or {}), "channel": name}, source_image=self.input_path)
         return OutputTarget(location=str(self.output_path), channel=info.size_c)
 
     def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:

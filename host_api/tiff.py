@@ -377,10 +377,17 @@ class TiffHost(Host):
             self._out = None
 
     def close(self) -> None:
-        """Release the input file, any open output (a ``.partial`` stays as it is) and the lock."""
-        self._close_output()
-        self._stack.close()
-        self._lock.release()
+        """Release the input file, any open output (a ``.partial`` stays as it is) and the lock.
+
+        The lock goes whatever fails before it (a flush on a full disk): a stale lock would
+        keep the next run out."""
+        try:
+            self._close_output()
+        finally:
+            try:
+                self._stack.close()
+            finally:
+                self._lock.release()
 
     def __enter__(self) -> TiffHost:
         return self

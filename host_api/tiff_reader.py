@@ -104,7 +104,8 @@ class TiffStack:
             page_axes = "".join(a for a in series.keyframe.axes if a in "YXS")
             self._page_ndim = len(page_axes)
             n_pages = math.prod(self._shape[:-self._page_ndim])
-            if self._axes[-self._page_ndim:] != page_axes or len(self._pages) != n_pages:
+            page_part = self._axes[-self._page_ndim:]         # "XY" where the series says X before Y
+            if sorted(page_part) != sorted(page_axes) or len(self._pages) != n_pages:
                 raise BadTiffError(f"Cannot read planes of {source}: its pages ({page_axes}) do not "
                                    f"match its axes {series.axes!r}.")
         return DatasetInfo(
@@ -283,6 +284,8 @@ class TiffStack:
                 raise self._undecodable(channel, time_point, z, damage[0])
             problems.replay()
             plane = data[index[n:]]
+        if [ax for ax in self._axes if ax in "YX"] == ["X", "Y"]:
+            plane = plane.T                         # stored X before Y (axes ...XY): handed over as (Y, X)
         return np.array(plane, dtype=self._dtype)   # a copy in native byte order
 
     def _undecodable(self, channel: int, time_point: int, z: int, why: str) -> BadTiffError:

@@ -57,7 +57,7 @@ def _json_object(path: Path, what: str) -> dict:
     """The JSON object in ``path``; anything else is a one-line ``ModelError`` naming the file."""
     try:
         value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:   # RecursionError: nested too deep
         raise ModelError(f"{path}: not readable JSON ({_one_line(error)}); it must hold {what}") from None
     if not isinstance(value, dict):
         raise ModelError(f"{path}: holds a JSON {_json_kind(value)}, not an object; it must hold {what}")

@@ -179,7 +179,8 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
             host.log(f"{pending.n_workers} worker process(es) post-process beside the CNN from plane "
                      f"{done + 1} on (ready after {pending.ready_after:.1f} s).")
         yield from stream.switching(steps, read, normalizer, cnn, lambda: pending.poll(host.log), stop,
-                                    depth=pending.n_workers + 2, calibration=calibration, on_switch=switched)
+                                    depth=pending.n_workers + 2, calibration=calibration, on_switch=switched,
+                                    log=host.log)
         return
     pool = None if pending is None else pending.ready(host.log)
     if pool is None:
@@ -187,7 +188,7 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
         return
     host.log(f"{pending.n_workers} worker process(es) post-process beside the CNN.")
     yield from stream.pipelined(steps, read, normalizer, cnn, pool, stop, depth=pending.n_workers + 2,
-                                calibration=calibration)
+                                calibration=calibration, log=host.log)
 
 
 def uses_blocks(config: Config, shape: tuple[int, int]) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -67,7 +68,8 @@ def switching(steps: Sequence[Step], read: Reader,
               cnn: Callable[[np.ndarray], SparsePrediction],
               pool_when_ready: Callable[[], Executor | None], stop: Callable[[], bool],
               depth: int, calibration: Calibration | None = None,
-              on_switch: Callable[[int], None] = lambda done: None) -> Iterator[Result]:
+              on_switch: Callable[[int], None] = lambda done: None,
+              log: Callable[[str], None] = print) -> Iterator[Result]:
     """Sequential until ``pool_when_ready()`` returns a pool, then ``pipelined`` for the rest.
 
     Why: workers take ~1 s to start; a run that waited for them lost that second on short
@@ -80,7 +82,7 @@ def switching(steps: Sequence[Step], read: Reader,
         pool = pool_when_ready()
         if pool is not None:
             on_switch(done)
-            yield from pipelined(steps[done:], read, normalizer, cnn, pool, stop, depth, calibration)
+            yield from pipelined(steps[done:], read, normalizer, cnn, pool, stop, depth, calibration, log)
             return
         if stop():
             return
@@ -91,20 +93,46 @@ def pipelined(steps: Sequence[Step], read: Reader,
               normalizer: Callable[[np.ndarray], np.ndarray],
               cnn: Callable[[np.ndarray], SparsePrediction], pool: Executor,
               stop: Callable[[], bool], depth: int = 4,
-              calibration: Calibration | None = None) -> Iterator[Result]:
+              calibration: Calibration | None = None,
+              log: Callable[[str], None] = print) -> Iterator[Result]:
     """Normalization and CNN in one thread, post-processing in ``pool``, results in order.
 
     A stop, an error or the caller dropping the iterator cancels the planes in
-    flight; none of them is handed over.
+    flight; none of them is handed over. A worker process that dies (killed, out of
+    memory) breaks the pool: its plane and every later one are post-processed here
+    instead, said in one line; the labels are the same.
     """
     cnn_thread = ThreadPoolExecutor(1, thread_name_prefix="stardist-cnn")
+    broken: list[str] = []
 
-    def cnn_then_post(plane: PlaneInput) -> Future:
-        return pool.submit(post_process, cnn(normalizer(plane.plane)), plane.channels, calibration,
-                           plane.time_point, plane.z)
+    def cnn_then_post(plane: PlaneInput) -> tuple[SparsePrediction, PlaneInput, Future | None]:
+        prediction = cnn(normalizer(plane.plane))
+        if broken:
+            return prediction, plane, None
+        try:
+            return prediction, plane, pool.submit(post_process, prediction, plane.channels, calibration,
+                                                  plane.time_point, plane.z)
+        except BrokenProcessPool:
+            return prediction, plane, None
+
+    def result_of(post: Future) -> tuple:
+        prediction, plane, future = post.result()
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                pass
+        if not broken:
+            broken.append("said")
+            log(f"A worker process stopped (killed, or out of memory): post-processing goes on in this process "
+                f"from plane t={plane.time_point} z={plane.z}.")
+        return post_process(prediction, plane.channels, calibration, plane.time_point, plane.z)
 
     def head_done() -> bool:
-        return bool(in_flight) and in_flight[0][2].done() and in_flight[0][2].result().done()
+        if not in_flight or not in_flight[0][2].done():
+            return False
+        future = in_flight[0][2].result()[2]
+        return future is None or future.done()
 
     in_flight: deque[tuple[int, int, Future]] = deque()
     try:
@@ -114,13 +142,14 @@ def pipelined(steps: Sequence[Step], read: Reader,
             in_flight.append((t, z, cnn_thread.submit(cnn_then_post, read(t, z))))
             while len(in_flight) >= depth or head_done():      # hand over what is done, in order
                 t0, z0, post = in_flight.popleft()
-                yield (t0, z0, *post.result().result())
+                yield (t0, z0, *result_of(post))
         while in_flight:
             if stop():
                 return
             t0, z0, post = in_flight.popleft()
-            yield (t0, z0, *post.result().result())
+            yield (t0, z0, *result_of(post))
     finally:
         for _, _, post in in_flight:
-            post.cancel()
+            if not post.cancel() and post.done() and post.exception() is None and post.result()[2] is not None:
+                post.result()[2].cancel()
         cnn_thread.shutdown(wait=True, cancel_futures=True)

@@ -381,3 +381,16 @@ def test_plain_pages_are_said_to_be_taken_as_z_and_axes_declares_them(tmp_path):
         TiffStack(path, axes="TZCYX")
     with pytest.raises(ConfigError, match=r"AXES \(--axes\) = 'TZQYX': must be None or the TIFF's axes"):
         build_config({}, ["--input", str(path), "--axes", "TZQYX"])
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])          # memory-mapped and decoded pages
+def test_a_tiff_stored_x_before_y_is_read_as_y_x_planes(tmp_path, compression):
+    from stardist_v4d.host_api.tiff_reader import TiffStack
+    zxy = np.arange(3 * 30 * 20, dtype=np.uint16).reshape(3, 30, 20)
+    path = tmp_path / "zxy.tif"
+    tifffile.imwrite(path, zxy, photometric="minisblack", metadata={"axes": "ZXY"}, compression=compression)
+    with TiffStack(path) as stack:
+        info = stack.dataset_info()
+        assert (info.size_z, info.size_y, info.size_x) == (3, 20, 30)
+        for z in range(3):
+            np.testing.assert_array_equal(stack.read_plane(0, 0, z), zxy[z].T)

@@ -77,6 +77,8 @@ DAMAGES = {
     "config_list": (config_list, "config.json", "holds a JSON list, not an object; it must hold a StarDist "
                     "model configuration"),
     "config_not_json": (config_text, "config.json", "not readable JSON (JSONDecodeError: "),
+    "config_nested_deep": (lambda folder: (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+                           "config.json", "not readable JSON (RecursionError: "),
     "thresholds_5": (thresholds('{"prob": 5, "nms": 0.3}'), "thresholds.json",
                      '"prob" = 5: must be a number between 0 and 1 (exclusive), e.g. 0.5; fix the file, or '
                      "delete it for StarDist's defaults (prob 0.5, nms 0.4)"),

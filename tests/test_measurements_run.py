@@ -378,3 +378,13 @@ def test_measure_command_errors_are_one_line(tmp_path, make_labels, flags, messa
     assert code == 2 and err.startswith("error: ") and "\n" not in err
     assert message in err if message else "not a label image" in err
     assert not list(tmp_path.glob("labels_*"))       # nothing written on an error
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--ring-um", "nan"], "--ring-um nan: must be above 0 and at most 100 um"),
+    (["--pixel-size-um", "inf", "1"], "sizes must be finite and above 0 um"),
+])
+def test_measure_refuses_nan_and_infinite_sizes_in_one_line(tmp_path, capsys, flags, words):
+    code = measure_main(["--input", str(tmp_path / "a.tif"), "--labels", str(tmp_path / "b.tif"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and words in err and "\n" not in err

@@ -127,3 +127,25 @@ def test_convert_command_refuses_in_one_line(tiff, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: output {tmp_path / 'x.tif'} must end in .ome.zarr or .zarr"]
+
+
+def test_every_store_we_write_is_valid_ngff_and_opens_as_napari_reads_it(store, models_dir, tmp_path):
+    """ome-zarr-models validates the converted image and the label store; ome-zarr's Reader (what
+    napari-ome-zarr reads with) finds colours and windows, and the labels' source image."""
+    import zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.image_label import ImageLabel
+
+    image = Image.from_zarr(zarr.open_group(str(store), mode="r"))
+    channels = image.attributes.omero.channels
+    assert [c.label for c in channels] == ["noise", "DAPI"] and all(c.color and c.window for c in channels)
+    assert channels[1].window.end > channels[1].window.start >= 0
+    node = next(iter(Reader(parse_url(str(store)))()))
+    assert len(node.metadata["colormap"]) == 2 and node.metadata["contrast_limits"][1][1] > 0
+    output = tmp_path / "labels.ome.zarr"
+    assert run_zarr(store, output, models_dir, measure=False).completed
+    labels = ImageLabel.from_zarr(zarr.open_group(str(output), mode="r"))
+    source = labels.attributes.image_label.source.image
+    assert (output / source).resolve() == store.resolve()

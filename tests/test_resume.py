@@ -355,3 +355,20 @@ def test_a_stopped_run_resumes_on_every_tiff_layout(tmp_path, models_dir, axes):
         assert summary.completed
         outputs[name] = tifffile.imread(target)
     np.testing.assert_array_equal(outputs["resumed"], outputs["undisturbed"])
+
+
+def test_a_full_disk_at_closing_leaves_no_lock_behind(tmp_path, monkeypatch):
+    """The output's last flush fails (ENOSPC): the error propagates, the lock file is gone."""
+    from stardist_v4d.host_api.tiff import TiffHost
+    source = write_input(tmp_path)
+    host = TiffHost(source, tmp_path / "out.ome.tif", show_progress=False)
+    assert (tmp_path / "out.ome.tif.lock").exists()
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(host, "_close_output", full)
+    with pytest.raises(OSError):
+        host.close()
+    assert not (tmp_path / "out.ome.tif.lock").exists()
+    OutputLock(tmp_path / "out.ome.tif").acquire()           # the next run gets in

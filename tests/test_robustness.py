@@ -222,3 +222,38 @@ def test_run_with_a_nan_patch_segments_every_plane(tmp_path, models_dir, model, 
     if normalize_mode == "plane":              # planes without NaN: exactly as before
         for z in (1, 2):
             np.testing.assert_array_equal(labels[z], expected_labels(model, stack[z]))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_worker_killed_mid_run_is_finished_in_the_process_with_the_same_labels(tmp_path, models_dir, capsys):
+    """No BrokenProcessPool traceback: the run completes, says so in one line, labels as with WORKERS = 0."""
+    import multiprocessing
+
+    import tifffile
+    from stardist_v4d.config import Config
+    from stardist_v4d.host_api.tiff import TiffHost
+    from stardist_v4d.pipeline.run import run
+
+    class KillsWorkers(TiffHost):
+        def commit_plane(self, t, z, nuclei, state):
+            super().commit_plane(t, z, nuclei, state)
+            if z == 1:                                        # after the second plane: the pool dies
+                for process in multiprocessing.active_children():
+                    os.kill(process.pid, signal.SIGKILL)
+
+    stack = np.stack([nuclei_plane(seed) for seed in range(6)]).astype(np.uint16)
+    source = tmp_path / "in.ome.tif"
+    tifffile.imwrite(source, stack, ome=True, photometric="minisblack", metadata={"axes": "ZYX"})
+    labels = {}
+    for workers, host in ((0, TiffHost), (1, KillsWorkers)):
+        target = tmp_path / f"out{workers}.ome.tif"
+        config = Config(model2d_path=models_dir, model_name="tiny", input_path=source, output_path=target,
+                        workers=workers, measure=False, write_objects=False)
+        summary = run(config, host(source, target, show_progress=False))
+        assert summary.completed and summary.planes_done == 6
+        labels[workers] = tifffile.imread(target)[:, -1]
+    said = capsys.readouterr().out
+    assert "1 worker process(es) post-process beside the CNN" in said
+    assert said.count("A worker process stopped (killed, or out of memory): post-processing goes on in this "
+                      "process from plane t=0 z=") == 1
+    np.testing.assert_array_equal(labels[1], labels[0])
