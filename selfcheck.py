@@ -284,8 +284,8 @@ def check_input(config: Config) -> Finding:
             close()
     first, last = resolve_plane_range(config.first_plane, config.last_plane, info.size_z)
     when = f"time point {info.active_time_point}" if config.current_time_point else f"{info.size_t} time point(s)"
-    note = getattr(reader, "axes_note", None)
-    return Finding(OK, "input", (note + " " if note else "") + f"{info.size_t} T x {info.size_z} Z x {info.size_c} C of {info.size_y} x "
+    notes = " ".join(getattr(reader, "notes", []))
+    return Finding(OK, "input", (notes + " " if notes else "") + f"{info.size_t} T x {info.size_z} Z x {info.size_c} C of {info.size_y} x "
                    f"{info.size_x} {info.dtype}; segments channel {config.input_channel}, planes {first}-{last}, {when}")
 
 

@@ -127,8 +127,8 @@ class TiffHost(Host):
         if self._took_over:
             self.log(self._took_over)
             self._took_over = None
-        if self._stack.axes_note:
-            self.log(self._stack.axes_note)
+        for note in self._stack.notes:
+            self.log(note)
         if self.overwrite or not self.partial_path.exists():
             self._check_room((description or {}).get("output_dtype"))
             return

@@ -49,7 +49,7 @@ class TiffStack:
         of the file's image, replacing what its metadata says or what is assumed without any."""
         self.input_path = Path(path)
         self.declared_axes = axes
-        self.axes_note: str | None = None       # said once by the host: axes assumed, not read
+        self.notes: list[str] = []              # said once by the host: axes assumed, pages left out
         if self.input_path.is_dir():
             raise IsADirectoryError(f"Input {self.input_path} is a folder; give one TIFF file "
                                     "(.tif, .tiff, .ome.tif), not the folder that holds it.")
@@ -78,8 +78,11 @@ class TiffStack:
         """Check the file, then work out how planes are laid out in it, once."""
         source = str(self.input_path)
         try:
-            len(self._tif.pages)             # walks the whole IFD chain: headers only, no pixels
+            n_pages = len(self._tif.pages)   # walks the whole IFD chain: headers only, no pixels
+            self._refuse_impossible_count(n_pages, source)
             all_series = self._tif.series
+        except BadTiffError:
+            raise
         except Exception as error:
             raise BadTiffError(f"{source} is damaged ({_error_text(error)}); copy or export "
                                "the file again") from None
@@ -90,6 +93,12 @@ class TiffStack:
         self._check_one_series(all_series)
         self._check_photometric(series)
         self._axes = self._axes_of(series, source)
+        used = math.prod(series.shape) // max(1, math.prod(series.keyframe.shape))
+        held = len(self._tif.pages)
+        if held > used:
+            self.notes.append(f"{source} holds {held} pages but its metadata describes {used} plane(s) "
+                              f"({' x '.join(map(str, series.shape))}, axes {series.axes}): only those are read; "
+                              "if the other pages belong to the stack, save it again from its source")
         self._shape = tuple(int(n) for n in series.shape)
         self._dtype = self._pixel_type(np.dtype(series.dtype))
         sizes = dict(zip(self._axes, self._shape))
@@ -115,6 +124,16 @@ class TiffStack:
             pixel_size_um=pixel_size_um(self._tif), time_increment_s=time_increment_s(self._tif),
             active_time_point=time_point, source=source)
 
+    def _refuse_impossible_count(self, n_pages: int, source: str) -> None:
+        """Compressed planes each need a page: a file declaring far more planes than it has pages
+        is damaged, and building its series would take minutes (ImageJ ``images=999999999``).
+        Uncompressed ImageJ stacks above 4 GB legitimately keep one page for many planes."""
+        declared = declared_planes(self._tif) if self._tif.imagej_metadata else None
+        first = self._tif.pages.first
+        if declared is not None and declared > 4 * n_pages + 1000 and first.compression != 1:  # a cut file: below
+            raise BadTiffError(f"{source} declares {declared} planes but holds {n_pages} compressed page(s); "
+                               "copy or export the file again")
+
     def _axes_of(self, series: tifffile.TiffPageSeries, source: str) -> str:
         """The declared axes, else the file's; a plain stack of pages is taken as Z, and said."""
         if self.declared_axes is not None:
@@ -130,7 +149,7 @@ class TiffStack:
         guessed = [a for a in series.axes if a in UNKNOWN_PAGE_AXES]
         if guessed:
             n = series.shape[series.axes.index(guessed[0])]
-            self.axes_note = (f"{source} does not say what its {n} pages are (no axis metadata): taken as Z "
+            self.notes.append(f"{source} does not say what its {n} pages are (no axis metadata): taken as Z "
                               f"planes, axes {axes}; if they are time points or channels, set AXES (--axes), "
                               f"e.g. {axes.replace('Z', 'T')!r} or {axes.replace('Z', 'C')!r}.")
         return axes

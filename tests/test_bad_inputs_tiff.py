@@ -370,10 +370,11 @@ def test_plain_pages_are_said_to_be_taken_as_z_and_axes_declares_them(tmp_path):
     with TiffStack(path) as stack:
         info = stack.dataset_info()
         assert (info.size_t, info.size_z) == (1, 4)
-        assert "does not say what its 4 pages are" in stack.axes_note and "'TYX' or 'CYX'" in stack.axes_note
+        assert len(stack.notes) == 1
+        assert "does not say what its 4 pages are" in stack.notes[0] and "'TYX' or 'CYX'" in stack.notes[0]
     with TiffStack(path, axes="TYX") as stack:
         info = stack.dataset_info()
-        assert (info.size_t, info.size_z, stack.axes_note) == (4, 1, None)
+        assert (info.size_t, info.size_z, stack.notes) == (4, 1, [])
         assert stack.read_plane(0, 2, 0)[0, 0] == 2 * 256
     with TiffStack(path, axes="cyx") as stack:
         assert stack.dataset_info().size_c == 4
@@ -394,3 +395,31 @@ def test_a_tiff_stored_x_before_y_is_read_as_y_x_planes(tmp_path, compression):
         assert (info.size_z, info.size_y, info.size_x) == (3, 20, 30)
         for z in range(3):
             np.testing.assert_array_equal(stack.read_plane(0, 0, z), zxy[z].T)
+
+
+def test_pages_beyond_what_the_metadata_declares_are_said(tmp_path):
+    """An ImageJ file saying images=2 that holds 4 pages: 2 planes are read, and a line says so."""
+    from stardist_v4d.host_api.tiff_reader import TiffStack
+    path = tmp_path / "short.tif"
+    tifffile.imwrite(path, np.zeros((4, 16, 16), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    with tifffile.TiffFile(path, mode="r+b") as tif:     # the description now says 2 planes; 4 pages stay
+        tag = tif.pages[0].tags["ImageDescription"]
+        tag.overwrite(tag.value.replace("images=4", "images=2").replace("slices=4", "slices=2"))
+    with TiffStack(path) as stack:
+        assert stack.dataset_info().size_z == 2
+        assert [n for n in stack.notes if "holds 4 pages but its metadata describes 2 plane(s)" in n]
+
+
+def test_a_compressed_file_declaring_a_billion_planes_is_refused_at_once(tmp_path):
+    import time
+    from stardist_v4d.host_api.tiff_problems import BadTiffError
+    from stardist_v4d.host_api.tiff_reader import TiffStack
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, np.zeros((4, 16, 16), np.uint16), imagej=True, metadata={"axes": "ZYX"}, compression="zlib")
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tag = tif.pages[0].tags["ImageDescription"]
+        tag.overwrite(tag.value.replace("images=4", "images=999999999").replace("slices=4", "slices=999999999"))
+    started = time.monotonic()
+    with pytest.raises(BadTiffError, match=r"declares 999999999 planes but holds 4 compressed page\(s\); copy or export"):
+        TiffStack(path)
+    assert time.monotonic() - started < 30                  # not tifffile's minutes-long series walk
