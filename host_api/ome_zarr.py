@@ -81,9 +81,30 @@ class OmeZarrImage:
             pixel_size_um=(micrometres("X"), micrometres("Y"), micrometres("Z")),
             active_time_point=time_point, source=str(self.path),
             time_increment_s=None if step is None or "T" not in scale else float(scale["T"]) * step)
+        plane_bytes = self.info.size_y * self.info.size_x * self.info.dtype.itemsize
+        if plane_bytes > machine_memory():
+            raise HostError(f"Input {self.path}: its planes of {self.info.size_y:,} x {self.info.size_x:,} pixels "
+                            f"({plane_bytes / 2 ** 30:,.0f} GiB each) are larger than this machine's memory "
+                            f"({machine_memory() / 2 ** 30:,.0f} GiB); is the metadata right?")
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
-        return plane_from(self.array, self.axes, channel, time_point, z)
+        """One (Y, X) plane; a chunk that cannot be decoded is one line naming the plane."""
+        try:
+            return plane_from(self.array, self.axes, channel, time_point, z)
+        except (HostError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as error:              # blosc/zlib errors of a damaged chunk, a missing file
+            raise HostError(f"Input {self.path}: plane t={time_point} z={z} channel {channel} cannot be read "
+                            f"({type(error).__name__}: {' '.join(str(error).split())[:150]}); the store may be "
+                            "damaged: convert or copy it again") from None
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory (a large default where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 40
 
 
 def image_metadata(path: Path) -> dict:

@@ -16,6 +16,7 @@ from conftest import write_stack  # noqa: E402
 from model_factory import tiny_models_dir  # noqa: E402
 from stardist_v4d.config import Config, ConfigError, build_config  # noqa: E402
 from stardist_v4d.convert import convert  # noqa: E402
+from stardist_v4d.host_api.base import HostError  # noqa: E402
 from stardist_v4d.host_api.ome_zarr import OmeZarrHost, OmeZarrImage, store_description  # noqa: E402
 from stardist_v4d.host_api.tiff import TiffHost  # noqa: E402
 from stardist_v4d.pipeline.run import run  # noqa: E402
@@ -149,3 +150,30 @@ def test_every_store_we_write_is_valid_ngff_and_opens_as_napari_reads_it(store, 
     labels = ImageLabel.from_zarr(zarr.open_group(str(output), mode="r"))
     source = labels.attributes.image_label.source.image
     assert (output / source).resolve() == store.resolve()
+
+
+def test_a_damaged_chunk_and_an_impossible_plane_size_are_one_line(store, tmp_path):
+    import shutil as sh
+
+    import zarr
+    damaged = tmp_path / "damaged.ome.zarr"
+    sh.copytree(store, damaged)
+    chunk = next(p for p in sorted((damaged / "0").rglob("*")) if p.is_file() and not p.name.startswith("."))
+    chunk.write_bytes(b"garbage" * 10)
+    image = OmeZarrImage(damaged)
+    planes = [(c, t, z) for t in range(2) for c in range(2) for z in range(3)]
+    errors = []
+    for c, t, z in planes:
+        try:
+            image.read_plane(c, t, z)
+        except HostError as error:
+            errors.append(str(error))
+    assert len(errors) == 1 and "cannot be read" in errors[0] and "\n" not in errors[0]
+    huge = tmp_path / "huge.ome.zarr"
+    sh.copytree(store, huge)
+    meta = json.loads((huge / "0" / ".zarray").read_text())
+    meta["shape"] = meta["shape"][:3] + [10 ** 7, 10 ** 7]
+    (huge / "0" / ".zarray").write_text(json.dumps(meta))
+    with pytest.raises(HostError, match=r"planes of 10,000,000 x 10,000,000 pixels .* larger than this machine's memory"):
+        OmeZarrImage(huge)
+    assert zarr.open_array(str(store / "0"), mode="r").shape[-1] == SIZE          # the original is untouched
