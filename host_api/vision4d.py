@@ -97,18 +97,26 @@ def as_plane(data: Any, shape: tuple[int, int], call: str) -> tuple[np.ndarray, 
     return plane, leading
 
 
+#: Added to StarDist's vertices (pixel k's centre at k) for arivis' Point2D. ImageJ needs +0.5 (its
+#: integers are pixel corners); whether arivis' are corners or centres is not public. 0.0 takes
+#: them as centres, as the public ROI-import script passes label-image coordinates; the one place
+#: to change once checked against the installed API (filled in arivis, an outline must cover its label).
+ARIVIS_VERTEX_OFFSET = 0.0
+
+
 def nucleus_segment(nucleus: Nucleus, z_host: int, time_point: int, tag: str,
                     x_offset: int = 0, y_offset: int = 0):
     """One arivis ``Segment`` holding the nucleus outline on plane ``z_host``.
 
     The contour's ``(y, x)`` rows become ``Point2D(x + x_offset, y + y_offset)``, i.e.
-    image coordinates, as the public ROI-import scripts pass them.
+    image coordinates, as the public ROI-import scripts pass them (``ARIVIS_VERTEX_OFFSET``).
     """
     from arivis_core import Point2D
     from arivis_objects import Polygon, Segment
 
     polygon = Polygon()
-    polygon.set_contour([Point2D(float(x) + x_offset, float(y) + y_offset)
+    shift = ARIVIS_VERTEX_OFFSET
+    polygon.set_contour([Point2D(float(x) + x_offset + shift, float(y) + y_offset + shift)
                          for y, x in np.asarray(nucleus.contour, dtype=float)])
     segment = Segment()
     segment.add_polygon(polygon, int(z_host))
