@@ -202,6 +202,7 @@ def remeasure(args: argparse.Namespace, log=print) -> Path:
             raise
         for note in tables.finish(True, read_shown):
             log(note)
+        tables.drop_partials()
     return paths.nuclei
 
 

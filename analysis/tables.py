@@ -9,6 +9,7 @@ with 10 significant digits; an empty field is "not a number".
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -111,14 +112,22 @@ class CsvTable:
 
         ``renumber`` ``(column, new ID)`` rewrites one ID column on the way (``track_t``'s
         track IDs); the ``.partial`` stays as it was until the final file is in place, so a
-        resumed run still finds the bytes its journal recorded.
+        resumed run still finds the bytes its journal recorded. The ``.partial`` stays in any
+        case until ``drop_partial``: the run removes it once its output is in place, so a run
+        killed in between finishes again from the same rows.
         """
         if not self._file.closed:
             self._file.close()
         if not completed:
             return self.partial_path
         if renumber is None:
-            os.replace(self.partial_path, self.path)
+            temporary = Path(str(self.path) + ".tmp")
+            temporary.unlink(missing_ok=True)
+            try:
+                os.link(self.partial_path, temporary)        # the same bytes under the final name
+            except OSError:                                  # a file system without hard links
+                shutil.copyfile(self.partial_path, temporary)
+            os.replace(temporary, self.path)
             return self.path
         temporary = Path(str(self.path) + ".tmp")
         with open(self.partial_path, encoding="utf-8") as rows, \
@@ -132,8 +141,11 @@ class CsvTable:
                     fields[column] = str(renumber[1](int(fields[column])))
                 out.write(",".join(fields) + "\n")
         os.replace(temporary, self.path)
-        self.partial_path.unlink()
         return self.path
+
+    def drop_partial(self) -> None:
+        """Remove the ``.partial`` once the run's output is in place (``finish`` kept it)."""
+        self.partial_path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class RoiSidecar:
         self._write_zip(target)
         if completed:
             self.partial_path.unlink(missing_ok=True)
-        if completed or not keep_parts:
+        if not keep_parts:
             self.parts_path.unlink(missing_ok=True)
         return target
 

@@ -331,14 +331,18 @@ class TiffHost(Host):
             elif not completed and not self._journal.planes:
                 self._finished = self._discard()
             else:
-                self._finished = self._closing_target(completed)
+                # outlines first, their stream kept: a kill before the output is renamed (the
+                # journal still there) resumes and writes them again; after it, nothing is missing
+                rois = None
                 if self._rois is not None and not completed:     # outlines of complete planes only
                     self._rois.cut_back(self._journal.files.get("rois", 0))
                 if self._rois is not None:
-                    rois = self._rois.finish(completed)
-                    if rois is not None:
-                        self._finished.notes.append(
-                            f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {rois}")
+                    rois = self._rois.finish(completed, keep_parts=True)
+                self._finished = self._closing_target(completed)
+                if self._rois is not None and completed:
+                    self._rois.discard()                         # the stream, now that all is in place
+                if rois is not None:
+                    self._finished.notes.append(f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {rois}")
             return self._finished
         finally:
             self._lock.release()

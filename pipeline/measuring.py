@@ -9,6 +9,7 @@ or ``MEASUREMENTS_DIR``; a host that stores objects may attach the features to t
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -190,7 +191,7 @@ class RunMeasurements:
             for path in (self.paths.spots, self.paths.tracks):
                 partial = _partial(path)
                 if partial.exists():
-                    partial.replace(path)
+                    shutil.copyfile(partial, path)   # the .partial stays until drop_partials
             notes = self._tracked
         elif self.tracking is None:
             return []
@@ -254,8 +255,19 @@ class RunMeasurements:
             if table is not None:
                 table.finish(False).unlink(missing_ok=True)
 
+    def drop_partials(self) -> None:
+        """After a completed run's output is in place: the ``.partial`` tables ``finish`` kept go."""
+        for table in (self.nuclei, self.planes, self.objects):
+            if table is not None:
+                table.drop_partial()
+        for path in (self.paths.spots, self.paths.tracks):
+            _partial(path).unlink(missing_ok=True)
+
     def finish(self, completed: bool, read_plane: Callable[[int, int], np.ndarray]) -> list[str]:
-        """Close the tables; a completed run also gets its workbook and plots. Returns notes."""
+        """Close the tables; a completed run also gets its workbook and plots. Returns notes.
+
+        A completed run's ``.partial`` tables stay until ``drop_partials`` (the run calls it once
+        its output is in place): a run killed before that finishes again from them."""
         if not completed:
             self._cut_back()
         tables = {"Objects": self.objects} if self.objects is not None else {}
@@ -325,7 +337,7 @@ class MeasurePlan:
         return features_by_label(columns, self.calibration, self.channel_names, human_header)
 
 
-def measure_plan(config, host, plan) -> MeasurePlan | None:
+def measure_plan(config, host, plan, resuming: bool = False) -> MeasurePlan | None:
     """The run's MeasurePlan, or None when nothing would use measurements.
 
     Files go to MEASUREMENTS_DIR, else where the host puts them (beside a TIFF
@@ -349,7 +361,7 @@ def measure_plan(config, host, plan) -> MeasurePlan | None:
         raise ConfigError("LABEL_IDS = 'track_t' tracks nuclei from the measurement tables and then rewrites "
                           "the label channel: it needs MEASUREMENTS_DIR (--measurements-dir) where this host "
                           "writes no tables, and a host that reads its output back (the TIFF and OME-Zarr runs)")
-    if paths is not None and not config.overwrite:
+    if paths is not None and not config.overwrite and not resuming:   # resuming: finished tables are its own
         existing = paths.existing()
         if existing:
             raise FileExistsError(

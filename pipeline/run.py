@@ -252,7 +252,7 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
     resume = resume_for(host, steps)
     summary.nuclei_per_plane.update(resume.done)
     summary.planes_done = len(resume.done)
-    measuring = measure_plan(config, host, plan)
+    measuring = measure_plan(config, host, plan, resuming=bool(resume.done))
     info = host.dataset_info()
     if config.scheduler is not None and host.plane_access() is None:
         raise HostError(f"SCHEDULER {config.scheduler!r}: this host's planes cannot be read by Dask workers; "
@@ -353,12 +353,17 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
                 tables.draw_time_point_overlays(lambda t, z: host.read_plane(plan.channel, t, z))
             except Exception as error:  # noqa: BLE001
                 host.log(f"The outline overlays of the other time points could not be drawn ({error}).")
+        table_notes = []
+        if completed and tables is not None:   # tables first: until the output is in place a rerun resumes
+            table_notes = tables.finish(True, lambda t, z: host.read_plane(plan.channel, t, z))
         summary.output = host.finish(completed)
-        if tables is not None and not completed and not summary.planes_done:
+        if completed and tables is not None:
+            tables.drop_partials()
+        elif tables is not None and not summary.planes_done:
             tables.discard()                   # no plane complete: nothing is left behind
         elif tables is not None:
-            summary.output.notes.extend(tables.finish(
-                completed, lambda t, z: host.read_plane(plan.channel, t, z)))
+            table_notes = tables.finish(False, lambda t, z: host.read_plane(plan.channel, t, z))
+        summary.output.notes.extend(table_notes)
         summary.seconds = time.monotonic() - started
         host.log(f"{'Done' if completed else 'Stopped'}: {summary.planes_done} of {len(steps)} planes, "
                  f"{counted(summary, plan, tables)} in {summary.seconds:.1f} s -> {summary.output.location}")

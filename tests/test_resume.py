@@ -60,6 +60,14 @@ class Killed(TiffHost):
                 os.kill(os.getpid(), 9)
         super().write_plane(channel, t, z, labels)
 
+    def _closing_target(self, completed):
+        if completed and mode == "before-rename":   # tables and outlines written, output not yet in place
+            os.kill(os.getpid(), 9)
+        target = super()._closing_target(completed)
+        if completed and mode == "after-rename":    # output in place, journal gone, .partial tables left
+            os.kill(os.getpid(), 9)
+        return target
+
 config = Config(model2d_path=models, model_name="tiny", input_path=Path("in.ome.tif"),
                 output_path=Path("out.ome.tif"), current_time_point=False, workers=0,
                 label_ids=extra.get("label_ids", "track_t"), plots=False,
@@ -111,7 +119,7 @@ def undisturbed(tmp_path_factory, models_dir):
 # seeded choice of where to kill: the same cases on every run of the suite; one inside a time
 # point (its objects are rebuilt from the written planes), one in track_t's rewrite of the channel
 CASES = random.Random(13).sample([(k, m) for k in range(1, 9) for m in ("before-commit", "after-commit")], 3) \
-    + [(4, "after-commit"), (5, "in-relabel")]
+    + [(4, "after-commit"), (5, "in-relabel"), (0, "before-rename")]
 
 
 @pytest.mark.parametrize("kill_at, mode", CASES)
@@ -124,7 +132,7 @@ def test_a_run_killed_after_k_planes_resumes_to_the_same_bytes(tmp_path, models_
     assert (tmp_path / "out.ome.tif.partial").exists() and not (tmp_path / "out.ome.tif").exists()
     resumed = segment(tmp_path, models_dir)
     assert "COMPLETED" in resumed.stdout, resumed.stderr[-3000:]
-    done = {"after-commit": kill_at, "before-commit": kill_at - 1, "in-relabel": 9}[mode]   # uncommitted: redone
+    done = {"after-commit": kill_at, "before-commit": kill_at - 1, "in-relabel": 9, "before-rename": 9}[mode]
     if done:
         assert f"Resuming: {done} of 9 planes already done." in resumed.stdout
     for name in OUTPUTS:
@@ -372,3 +380,15 @@ def test_a_full_disk_at_closing_leaves_no_lock_behind(tmp_path, monkeypatch):
         host.close()
     assert not (tmp_path / "out.ome.tif.lock").exists()
     OutputLock(tmp_path / "out.ome.tif").acquire()           # the next run gets in
+
+
+def test_a_run_killed_just_after_its_output_is_in_place_has_lost_nothing(tmp_path, models_dir, undisturbed):
+    """Tables and outlines are written before the output is renamed: after it, every file is there."""
+    reference, source = undisturbed
+    shutil.copy2(source, tmp_path / "in.ome.tif")
+    killed = segment(tmp_path, models_dir, 0, "after-rename")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    for name in OUTPUTS:
+        assert (tmp_path / name).read_bytes() == reference[name], name
+    again = segment(tmp_path, models_dir)                    # complete: a rerun says it exists
+    assert again.returncode != 0 and "out.ome.tif already exists" in again.stderr
