@@ -210,8 +210,8 @@ def main(argv: list[str]) -> int:
         print(f"\nsegmented objects: {sum(r['objects'] for r in segmentation)} for "
               f"{sum(r['true'] for r in segmentation)} true; worst time point count error "
               f"{max(r['count_error'] for r in segmentation):.1%}; projected areas of "
-              f"{errors.size} matched: median error {np.median(errors):+.1%}, |error| <= 5 % for "
-              f"{np.mean(np.abs(errors) <= 0.05):.0%}")
+              f"{errors.size} matched: median error {np.median(errors):+.1%}, mean |error| "
+              f"{np.mean(np.abs(errors)):.1%}, |error| <= 5 % for {np.mean(np.abs(errors) <= 0.05):.0%}")
     print(f"\n{'tracker':8s} {'TRA':>6s} {'precision':>9s} {'recall':>7s} {'division links':>15s}")
     for name, results in totals.items():
         if not results:

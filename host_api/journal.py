@@ -114,3 +114,12 @@ class Journal:
     def remove(self) -> None:
         Path(self.path).unlink(missing_ok=True)
         Path(str(self.path) + ".tmp").unlink(missing_ok=True)
+
+
+def flat_identity(identity: Mapping) -> dict[str, object]:
+    """``{"record": {...}, "input": {...}}`` -> ``{"record.k": v, "input.k": v}`` for comparing."""
+    flat: dict[str, object] = {}
+    for part, values in identity.items():
+        for key, value in (values.items() if isinstance(values, Mapping) else [("", values)]):
+            flat[f"{part}.{key}" if key else part] = value
+    return flat

@@ -208,8 +208,12 @@ class OmeZarrHost(Host):
         self.input_path, self.output_path = Path(input_path), Path(output_path)
         if self.output_path.resolve() == self.input_path.resolve():
             raise HostError(f"Output {self.output_path} is the input; the input is never written")
-        if self.output_path.exists() and not overwrite:
+        from .journal import Journal
+        self.journal_path = self.output_path.with_name(self.output_path.name + ".journal")
+        self._earlier = None if overwrite else Journal.load(self.journal_path)   # a stopped run to resume
+        if self.output_path.exists() and not overwrite and self._earlier is None:
             raise HostError(f"Output {self.output_path} exists already; use --overwrite to replace it")
+        self._journal = None
         self._image = OmeZarrImage(self.input_path, time_point)
         self._console = ConsoleProgress(show_progress)
         from .output_lock import OutputLock
@@ -225,11 +229,51 @@ class OmeZarrHost(Host):
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
         return self._image.read_plane(channel, time_point, z)
 
+    def _identity(self, name: str, description: Mapping[str, str] | None) -> dict:
+        from .journal import NOT_IDENTITY, input_identity
+        info = self._image.info
+        record = {k: str(v) for k, v in (description or {}).items() if k not in NOT_IDENTITY}
+        stamp = input_identity(self._image.level0 / ".zarray" if (self._image.level0 / ".zarray").exists()
+                               else self._image.level0 / "zarr.json", self.read_plane, info.size_c, info.size_t,
+                               info.size_z)
+        return {"record": record, "input": {k: v for k, v in stamp.items() if k != "file"} |
+                {"store": str(self.input_path.resolve())}, "output": {"channel": name}}
+
+    def check_output(self, name: str, description: Mapping[str, str] | None = None) -> None:
+        """A stopped run of this output (its journal) is resumed when the same settings and input made it."""
+        from .journal import differences, flat_identity
+        if self._earlier is None:
+            return
+        found = differences(flat_identity(self._earlier.identity), flat_identity(self._identity(name, description)))
+        if found or not self.output_path.exists():
+            why = found[0] if found else "its label store is gone"
+            raise HostError(f"{self.output_path} holds {len(self._earlier.planes)} complete plane(s) of a run with "
+                            f"other settings or input: {why}; rerun with the same settings to resume, or with "
+                            "--overwrite to start afresh")
+
+    def completed_planes(self) -> dict[tuple[int, int], int]:
+        return dict(self._earlier.done) if self._earlier is not None else {}
+
+    def resume_state(self) -> dict:
+        return dict(self._earlier.state) if self._earlier is not None else {}
+
     def add_channel(self, name: str, dtype: np.dtype,
                     description: Mapping[str, str] | None = None) -> OutputTarget:
+        import zarr
+
+        from .journal import Journal
         info = self._image.info
+        if self._earlier is not None:             # resume: the store's complete planes stay
+            self._labels = zarr.open_array(str(self.output_path / "0"), mode="r+")
+            self._journal, self._committed = self._earlier, True
+            if "rois" in self._journal.files:
+                from .imagej_rois import RoiSidecar
+                self._rois = RoiSidecar(self._rois_path(), info.size_c, resume_bytes=self._journal.files["rois"])
+            return OutputTarget(location=str(self.output_path), channel=info.size_c)
         if self.output_path.exists():
             shutil.rmtree(self.output_path)
+        self._journal = Journal(self.journal_path, self._identity(name, description))
+        self._journal.save()
         self._labels = create_labels_store(self.output_path, (info.size_t, info.size_z, info.size_y, info.size_x),
                                            np.dtype(dtype), info.pixel_size_um, info.time_increment_s,
                                            {**(description or {}), "channel": name}, source_image=self.input_path)
@@ -239,7 +283,10 @@ class OmeZarrHost(Host):
         self._labels[time_point, z] = labels
 
     def commit_plane(self, time_point: int, z: int, nuclei: int, state: Mapping) -> None:
-        self._committed = True                    # Dask workers write the labels; the run commits here
+        """Record the plane complete (Dask workers write the labels; the run commits here)."""
+        self._committed = True
+        files = {"rois": self._rois.size} if self._rois is not None else {}
+        self._journal.add_plane(time_point, z, nuclei, files, state)
 
     def read_output_plane(self, time_point: int, z: int) -> np.ndarray:
         return np.asarray(self._labels[time_point, z])
@@ -251,9 +298,11 @@ class OmeZarrHost(Host):
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         if self._rois is None:           # out.ome.zarr -> out_rois.zip, as beside a TIFF output
             from .imagej_rois import RoiSidecar
-            path = self.output_path.with_name(zarr_stem(self.output_path.name) + "_rois.zip")
-            self._rois = RoiSidecar(path, self._image.info.size_c)
+            self._rois = RoiSidecar(self._rois_path(), self._image.info.size_c)
         self._rois.append(time_point, z, nuclei, tag)
+
+    def _rois_path(self) -> Path:
+        return self.output_path.with_name(zarr_stem(self.output_path.name) + "_rois.zip")
 
     def measurements_place(self) -> tuple[Path, str] | None:
         return self.output_path.parent, zarr_stem(self.output_path.name)
@@ -265,14 +314,23 @@ class OmeZarrHost(Host):
         self._console.write(message)
 
     def finish(self, completed: bool) -> OutputTarget:
+        """A completed run loses its journal; a stopped one keeps it (the same command resumes)."""
         self._console.close()
         notes = []
+        if self._rois is not None and not completed and self._journal is not None:
+            self._rois.cut_back(self._journal.files.get("rois", 0))      # outlines of complete planes only
         if self._rois is not None:
-            zipped = self._rois.finish(completed, keep_parts=False)
+            zipped = self._rois.finish(completed, keep_parts=not completed)
             if zipped is not None:
                 notes.append(f"{self._rois.count} nucleus outlines (ImageJ ROIs) in {zipped}")
         if not completed and not self._committed and self._labels is not None:
             shutil.rmtree(self.output_path, ignore_errors=True)    # nothing done: nothing left behind
+            self.journal_path.unlink(missing_ok=True)
+        elif completed and self._journal is not None:
+            self._journal.remove()
+        elif not completed and self._committed:
+            notes.append(f"The run stopped early: {len(self._journal.planes)} plane(s) are complete in "
+                         f"{self.output_path}; rerun the same command to resume (or with --overwrite to start afresh).")
         self._lock.release()
         return OutputTarget(location=str(self.output_path), channel=self._image.info.size_c,
                             complete=completed, notes=notes)

@@ -30,7 +30,7 @@ from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
 from .console import ConsoleProgress
 from .disk_space import check_free, reserve, write_error
 from .imagej_rois import RoiSidecar, sidecar_path
-from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, input_identity
+from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, flat_identity, input_identity
 from .output_lock import OutputLock
 from .tiff_metadata import output_metadata, read_run_description, tiff_stem
 from .tiff_reader import TiffStack
@@ -137,7 +137,7 @@ class TiffHost(Host):
                      "resuming existed, or one stopped while starting): starting afresh.")
             self._earlier = None
             return
-        found = differences(_flat(self._earlier.identity), _flat(self._identity(name, description)))
+        found = differences(flat_identity(self._earlier.identity), flat_identity(self._identity(name, description)))
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise HostError(
@@ -398,15 +398,6 @@ class TiffHost(Host):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _flat(identity: Mapping) -> dict[str, object]:
-    """``{"record": {...}, "input": {...}}`` -> ``{"record.k": v, "input.k": v}`` for comparing."""
-    flat: dict[str, object] = {}
-    for part, values in identity.items():
-        for key, value in (values.items() if isinstance(values, Mapping) else [("", values)]):
-            flat[f"{part}.{key}" if key else part] = value
-    return flat
 
 
 def _uuid_of(identity: Mapping) -> str:

@@ -99,8 +99,10 @@ def test_zarr_in_zarr_out_labels_equal_the_tiff_route_and_the_input_is_untouched
     assert "image-label" in attrs and store_description(output)["setting.model_name"] == "tiny"
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Multiscales, Reader          # what napari-ome-zarr reads with
-    node = next(iter(Reader(parse_url(str(output)))()))
+    nodes = list(Reader(parse_url(str(output)))())          # the labels, and the image they name as source
+    node = next(n for n in nodes if Path(n.zarr.path.rstrip("/")).name == output.name)
     assert node.load(Multiscales) is not None and node.data[0].shape == expected.shape
+    assert any(Path(n.zarr.path.rstrip("/")).name == store.name for n in nodes)
     assert (tmp_path / "labels_nuclei.csv").exists() and (tmp_path / "labels_rois.zip").exists()
 
 
@@ -177,3 +179,42 @@ def test_a_damaged_chunk_and_an_impossible_plane_size_are_one_line(store, tmp_pa
     with pytest.raises(HostError, match=r"planes of 10,000,000 x 10,000,000 pixels .* larger than this machine's memory"):
         OmeZarrImage(huge)
     assert zarr.open_array(str(store / "0"), mode="r").shape[-1] == SIZE          # the original is untouched
+
+
+def test_a_stopped_zarr_run_resumes_to_the_undisturbed_labels_and_tables(store, models_dir, tmp_path):
+    import zarr
+
+    class StopsAfterTwo(OmeZarrHost):
+        done = 0
+
+        def report_progress(self, done, total):
+            self.done = done
+
+        def cancelled(self):
+            return self.done >= 2
+
+    outputs = {}
+    for name, host_class in (("undisturbed", OmeZarrHost), ("resumed", StopsAfterTwo)):
+        folder = tmp_path / name
+        folder.mkdir()
+        output = folder / "labels.ome.zarr"
+        config = Config(model2d_path=models_dir, model_name="tiny", input_path=store, output_path=output,
+                        input_channel=1, current_time_point=False, workers=0, plots=False)
+        host = host_class(store, output, show_progress=False)
+        try:
+            first = run(config, host)
+        finally:
+            host.close()
+        if name == "resumed":
+            assert not first.completed and first.planes_done == 2
+            assert (folder / "labels.ome.zarr.journal").exists()
+            host = OmeZarrHost(store, output, show_progress=False)
+            try:
+                again = run(config, host)
+            finally:
+                host.close()
+            assert again.completed and again.planes_done == 6
+        assert not (folder / "labels.ome.zarr.journal").exists()
+        outputs[name] = (zarr.open_array(str(output / "0"), mode="r")[:], (folder / "labels_nuclei.csv").read_text())
+    np.testing.assert_array_equal(outputs["resumed"][0], outputs["undisturbed"][0])
+    assert outputs["resumed"][1] == outputs["undisturbed"][1]
