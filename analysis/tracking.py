@@ -76,21 +76,53 @@ def track(spots: pd.DataFrame, coordinates: list[str], settings: TrackingSetting
     if frame.empty:
         empty = frame.assign(track_id=pd.Series(dtype=np.int64), tree_id=pd.Series(dtype=np.int64))
         return _spots_table(empty, coordinates), _tracks_table(empty, no_splits, coordinates, time_step_min, unit)
-    first = int(frame["time_point"].min())
-    linked, splits, _ = tracker.predict_dataframe(frame.assign(frame=frame["time_point"] - first), coordinates,
-                                                  frame_col="frame", only_coordinate_cols=False)
-    linked = linked.drop(columns="frame")
-    if splits.empty:
-        splits = no_splits
+    frames = (frame["time_point"] - int(frame["time_point"].min())).to_numpy()
+    track_ids, tree_ids, pairs = _numbered_tree(tracker, frames, frame[coordinates].to_numpy(np.float64))
+    linked = frame.assign(track_id=track_ids, tree_id=tree_ids)
+    splits = pd.DataFrame(pairs, columns=["parent_track_id", "child_track_id"]) if pairs else no_splits
     linked = linked.sort_values(["time_point", "object_id"], kind="stable")
-    # 1-based IDs, numbered in the order tracks start (laptrack's are 0-based, in its own order)
-    order = linked.groupby("track_id")["time_point"].min().sort_values(kind="stable").index
-    renumber = {old: new for new, old in enumerate(order, start=1)}
-    linked["track_id"] = linked["track_id"].map(renumber)
-    linked["tree_id"] = linked["tree_id"] + 1
-    splits = splits.assign(parent_track_id=splits["parent_track_id"].map(renumber),
-                           child_track_id=splits["child_track_id"].map(renumber))
     return _spots_table(linked, coordinates), _tracks_table(linked, splits, coordinates, time_step_min, unit)
+
+
+def _numbered_tree(tracker, frames: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """laptrack's LAP solution (``LapTrack.predict``: a graph of ``(frame, index)`` nodes) as 1-based
+    track and lineage IDs per row, numbered in the order tracks start (frame, then row), and the
+    ``(parent, daughter)`` track pairs of the divisions.
+
+    Why not ``predict_dataframe``: its conversion assigns one pandas cell per node and took 23 s
+    of a 39 s tracking of 8,000 nuclei x 2 time points; this walk gives the same tracks at once.
+    A node continues its predecessor's track when it is that node's only successor; a daughter
+    (one of two successors) starts a new track in its mother's lineage.
+    """
+    rows_of = [np.flatnonzero(frames == f) for f in range(int(frames.max()) + 1)]
+    graph = tracker.predict([xyz[rows] for rows in rows_of])
+    predecessor = {}
+    for a, b in graph.edges():
+        a, b = (a, b) if a[0] < b[0] else (b, a)
+        predecessor[b] = a
+    successors: dict = {}
+    for a in predecessor.values():
+        successors[a] = successors.get(a, 0) + 1
+    track = np.zeros(len(frames), np.int64)
+    tree = np.zeros(len(frames), np.int64)
+    pairs = []
+    next_track = next_tree = 1
+    for f, rows in enumerate(rows_of):
+        for i, row in enumerate(rows.tolist()):
+            up = predecessor.get((f, i))
+            if up is None:
+                track[row], tree[row] = next_track, next_tree
+                next_track, next_tree = next_track + 1, next_tree + 1
+                continue
+            mother = rows_of[up[0]][up[1]]
+            tree[row] = tree[mother]
+            if successors[up] == 1:
+                track[row] = track[mother]
+            else:
+                track[row] = next_track
+                pairs.append((int(track[mother]), next_track))
+                next_track += 1
+    return track, tree, pairs
 
 
 def _spots_table(linked: pd.DataFrame, coordinates: list[str]) -> pd.DataFrame:
@@ -100,26 +132,37 @@ def _spots_table(linked: pd.DataFrame, coordinates: list[str]) -> pd.DataFrame:
 
 def _tracks_table(linked: pd.DataFrame, splits: pd.DataFrame, coordinates: list[str],
                   time_step_min: float | None, unit: str) -> pd.DataFrame:
-    """One row per track: start, end, duration, displacement, path, mean speed, straightness."""
+    """One row per track: start, end, duration, displacement, path, mean speed, straightness.
+
+    Grouped numpy over the spots sorted by track and time (a loop per track took 12 s for 8,000)."""
     parents = dict(zip(splits["child_track_id"], splits["parent_track_id"]))
     duration = "duration_min" if time_step_min else "duration_time_points"
     speed = f"mean_speed_{unit}_per_min" if time_step_min else f"mean_speed_{unit}_per_time_point"
     columns = ["track_id", "parent_track_id", "start_time_point", "end_time_point", "spots", duration,
                f"displacement_{unit}", f"path_length_{unit}", speed, "straightness"]
-    rows = []
-    for track_id, points in linked.groupby("track_id", sort=True):
-        points = points.sort_values("time_point")
-        xyz = points[coordinates].to_numpy(np.float64)
-        steps = np.linalg.norm(np.diff(xyz, axis=0), axis=1) if len(xyz) > 1 else np.zeros(0)
-        path = float(steps.sum())
-        displacement = float(np.linalg.norm(xyz[-1] - xyz[0]))
-        start, end = int(points["time_point"].iloc[0]), int(points["time_point"].iloc[-1])
-        span = end - start
-        per = span * time_step_min if time_step_min else span
-        rows.append([int(track_id), parents.get(track_id, np.nan), start, end, len(points), per,
-                     displacement, path, path / per if per else np.nan,
-                     displacement / path if path > 0 else np.nan])
-    return pd.DataFrame(rows, columns=columns)
+    ordered = linked.sort_values(["track_id", "time_point"], kind="stable")
+    ids = ordered["track_id"].to_numpy(np.int64)
+    if ids.size == 0:
+        return pd.DataFrame({name: [] for name in columns})
+    t = ordered["time_point"].to_numpy(np.int64)
+    xyz = ordered[coordinates].to_numpy(np.float64)
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    starts, ends = np.flatnonzero(first), np.flatnonzero(np.r_[ids[1:] != ids[:-1], True])
+    steps = np.zeros(len(ids))
+    steps[1:] = np.where(first[1:], 0.0, np.linalg.norm(np.diff(xyz, axis=0), axis=1))
+    path = np.bincount(np.cumsum(first) - 1, weights=steps)
+    displacement = np.linalg.norm(xyz[ends] - xyz[starts], axis=1)
+    span = t[ends] - t[starts]
+    per = span * time_step_min if time_step_min else span
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_speed = np.where(per != 0, path / np.where(per != 0, per, 1), np.nan)
+        straightness = np.where(path > 0, displacement / np.where(path > 0, path, 1), np.nan)
+    track_ids = ids[starts]
+    return pd.DataFrame({"track_id": track_ids,
+                         "parent_track_id": [parents.get(k, np.nan) for k in track_ids.tolist()],
+                         "start_time_point": t[starts], "end_time_point": t[ends], "spots": ends - starts + 1,
+                         duration: per, f"displacement_{unit}": displacement, f"path_length_{unit}": path,
+                         speed: mean_speed, "straightness": straightness})[columns]
 
 
 def write_csv(table: pd.DataFrame, path) -> None:

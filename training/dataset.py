@@ -202,9 +202,8 @@ def check_training_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarra
                                     "image and mask must have the same shape")
         n_nuclei += _count_nuclei(mask, mask_name)
 
-    if len(images) < 2:
-        raise TrainingDataError(f"found {len(images)} image/mask pair: need at least 2, "
-                                "since one is held out for validation")
+    if not images:
+        raise TrainingDataError("found no image/mask pair to train on")
     if patch_size is not None:
         py, px = (int(s) for s in patch_size)
         for image, name in zip(images, names):
