@@ -48,7 +48,7 @@ def test_csv_table_appends_rows_plane_by_plane_readable_while_open(tmp_path):
     table.finish(True)
 
 
-def test_csv_table_finish_false_keeps_partial_and_true_renames(tmp_path):
+def test_csv_table_finish_false_keeps_partial_and_true_puts_it_in_place_keeping_the_partial(tmp_path):
     stopped = CsvTable(tmp_path / "a.csv", ["label"])
     stopped.append({"label": np.array([5])})
     where = stopped.finish(False)
@@ -58,6 +58,8 @@ def test_csv_table_finish_false_keeps_partial_and_true_renames(tmp_path):
     done.append({"label": np.array([5, 6])})
     where = done.finish(True)
     assert where == tmp_path / "b.csv" and where.exists()
+    assert (tmp_path / "b.csv.partial").exists()          # until the run's output is in place
+    done.drop_partial()
     assert not (tmp_path / "b.csv.partial").exists()
     assert where.read_text(encoding="utf-8") == "label\n5\n6\n"
 
