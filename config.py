@@ -23,7 +23,7 @@ from .host_api.tiff_metadata import tiff_stem
 from .pipeline.backends.engine import BACKENDS, PRECISIONS
 from .pipeline.label_ids import LABEL_ID_MODES
 from .pipeline.model import ModelError, read_model_folder
-from .pipeline.plan import LABEL_DTYPES, output_dtype, resolve_plane_range
+from .pipeline.plan import LABEL_DTYPES
 
 REGISTERED_MODELS = ("2D_versatile_fluo", "2D_versatile_he", "2D_paper_dsb2018", "2D_demo")
 NORMALIZE_MODES = ("plane", "stack")
@@ -392,27 +392,3 @@ def check_model(config: Config) -> None:
         read_model_folder(folder)
     except ModelError as error:
         raise _fail("MODEL_NAME", name, str(error)) from None
-
-
-# ------------------------------------------------------------- checks on the data
-def check_against_dataset(config: Config, info) -> None:
-    """Settings that depend on the image set: channel, time point, planes, pixel type."""
-    where = f" in {info.source}" if info.source else ""
-    if config.input_channel >= info.size_c:
-        raise _fail("INPUT_CHANNEL", config.input_channel,
-                    f"out of range: the image{where} has {info.size_c} channel(s) (valid: 0-{info.size_c - 1})")
-    if config.current_time_point and info.active_time_point >= info.size_t:
-        raise _fail("TIME_POINT", info.active_time_point,
-                    f"out of range: the image{where} has {info.size_t} time point(s) (valid: 0-{info.size_t - 1})")
-    first, last = resolve_plane_range(config.first_plane, config.last_plane, info.size_z)
-    for name, value in (("FIRST_PLANE", config.first_plane), ("LAST_PLANE", config.last_plane)):
-        if value >= info.size_z:
-            raise _fail(name, value, f"beyond the stack: the image{where} has {info.size_z} Z plane(s) "
-                        f"(valid: 0-{info.size_z - 1}, or -1)")
-    if first > last:
-        raise ConfigError(f"FIRST_PLANE (--first-plane) = {config.first_plane} is above LAST_PLANE "
-                          f"(--last-plane) = {config.last_plane} (resolved: {first} > {last})")
-    target = output_dtype(info.dtype, config.label_dtype, config.label_ids, source=info.source)
-    if not np.can_cast(info.dtype, target, "safe"):
-        raise _fail("LABEL_DTYPE", config.label_dtype,
-                    f"cannot hold the input's {np.dtype(info.dtype).name} values unchanged; use 'auto'")

@@ -262,7 +262,7 @@ def check_output_folder(config: Config) -> Finding:
 # ------------------------------------------------------------------ the host
 def check_input(config: Config) -> Finding:
     """The input opens and the settings fit it: the checks a run makes on it before the model loads."""
-    from .config import check_against_dataset
+    from .dataset_checks import check_against_dataset
     from .host_api.ome_zarr import OmeZarrImage, is_zarr_path
     from .host_api.tiff_reader import TiffStack
     from .pipeline.plan import resolve_plane_range

@@ -123,3 +123,10 @@ def flat_identity(identity: Mapping) -> dict[str, object]:
         for key, value in (values.items() if isinstance(values, Mapping) else [("", values)]):
             flat[f"{part}.{key}" if key else part] = value
     return flat
+
+
+def identity_uuid(identity: Mapping) -> str:
+    """The OME UUID of an output, from what made it: the same run gives the same bytes."""
+    import json
+    import uuid
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "stardist-v4d:" + json.dumps(identity, sort_keys=True)))

@@ -230,6 +230,13 @@ class OmeZarrHost(Host):
         return self._image.read_plane(channel, time_point, z)
 
     def _identity(self, name: str, description: Mapping[str, str] | None) -> dict:
+        """What made the output (record, input, channel); made once per run: it hashes two planes."""
+        key = (name, tuple(sorted((description or {}).items())))
+        if getattr(self, "_identity_for", (None,))[0] != key:
+            self._identity_for = (key, self._make_identity(name, description))
+        return self._identity_for[1]
+
+    def _make_identity(self, name: str, description: Mapping[str, str] | None) -> dict:
         from .journal import NOT_IDENTITY, input_identity
         info = self._image.info
         record = {k: str(v) for k, v in (description or {}).items() if k not in NOT_IDENTITY}

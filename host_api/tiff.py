@@ -30,7 +30,7 @@ from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
 from .console import ConsoleProgress
 from .disk_space import check_free, reserve, write_error
 from .imagej_rois import RoiSidecar, sidecar_path
-from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, flat_identity, input_identity
+from .journal import JOURNAL_SUFFIX, Journal, NOT_IDENTITY, differences, flat_identity, identity_uuid, input_identity
 from .output_lock import OutputLock
 from .tiff_metadata import output_metadata, read_run_description, tiff_stem
 from .tiff_reader import TiffStack
@@ -202,7 +202,7 @@ class TiffHost(Host):
         identity = self._identity(name, description)
         metadata = output_metadata(info.channel_names + (name,), info.pixel_size_um,
                                    self.output_path.name, description, info.time_increment_s,
-                                   uuid=_uuid_of(identity))
+                                   uuid=identity_uuid(identity))
         metadata["Description"] = (f"Channels of {self.input_path.name} and StarDist labels "
                                    f"'{name}' (channel {info.size_c}).")
         self._out = tifffile.memmap(
@@ -398,10 +398,3 @@ class TiffHost(Host):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _uuid_of(identity: Mapping) -> str:
-    """The OME UUID of an output, from what made it: the same run gives the same bytes."""
-    import json
-    import uuid
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "stardist-v4d:" + json.dumps(identity, sort_keys=True)))

@@ -17,7 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..config import Config, check_against_dataset
+from ..config import Config
+from ..dataset_checks import check_against_dataset
 from ..host_api.base import Host, HostError, Nucleus, OutputTarget
 from . import stream
 from .gpu import configure_gpu

@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from stardist_v4d.config import DEFAULT_MODEL, Config, ConfigError, build_config, check_against_dataset
+from stardist_v4d.config import DEFAULT_MODEL, Config, ConfigError, build_config
+from stardist_v4d.dataset_checks import check_against_dataset
 from stardist_v4d.host_api.base import DatasetInfo
 
 CONSTANTS = dict(INPUT_CHANNEL=0, OUTPUT_CH_NAME="StarDist", MODEL2D_PATH=None, MODEL_NAME=DEFAULT_MODEL,
