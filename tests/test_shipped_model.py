@@ -28,9 +28,10 @@ def model():
 
 def test_the_default_model_folder_is_small_complete_and_carded():
     shipped = [p for p in FOLDER.iterdir() if p.name != ".openvino"]    # a bf16 run's cache is not shipped
-    assert sorted(p.name for p in shipped) == ["README.md", "config.json", "thresholds.json", "weights_best.h5"]
-    assert sum(p.stat().st_size for p in shipped) < 10 * 2 ** 20
+    assert sorted(p.name for p in shipped) == ["README.md", "config.json", "fine_tune.png", "thresholds.json", "weights_best.h5"]
     card = (FOLDER / "README.md").read_text()
+    assert "fine_tune.png" in card                                   # the card's figure, shipped beside it
+    assert sum(p.stat().st_size for p in shipped) < 10 * 2 ** 20
     assert ATTRIBUTION in card
     for section in ("Training data", "Recipe", "Thresholds", "Scores", "Reproduce"):
         assert section in card, section
