@@ -124,3 +124,56 @@ def test_units_without_calibration_are_pixels_planes_and_voxels():
     assert {"volume_voxels", "projected_area_px2", "projected_circumference_px", "centroid_z_plane"} <= set(names)
     names = object_columns(2, CAL)
     assert names[-4:] == ["mean_c1", "integrated_c1", "ring_mean_c1", "ring_integrated_c1"]
+
+
+def test_nuclei_stacked_in_z_overlap_in_projection_yet_each_keeps_its_own_projection():
+    """Two nuclei one above the other (their projections overlap), an empty plane between them,
+    IDs far beyond the plane's size: each object's projection is its own voxels' alone."""
+    yy, xx = np.mgrid[:40, :40]
+    labels = np.zeros((1, 6, 40, 40), np.uint64)
+    upper, lower = np.uint64(2 ** 40 + 5), np.uint64(7)
+    for z, radius in ((0, 5), (1, 8), (2, 6)):
+        labels[0, z][(yy - 15) ** 2 + (xx - 15) ** 2 <= radius ** 2] = upper
+    for z, radius in ((4, 6), (5, 4)):
+        labels[0, z][(yy - 21) ** 2 + (xx - 22) ** 2 <= radius ** 2] = lower
+    image = np.random.default_rng(0).uniform(0, 100, labels.shape).astype(np.float32)
+    rows = build(labels, [image], CAL)
+    assert len(rows) == 2
+    by_first = {int(r["first_z"]): r for r in rows}
+    for first, cell in ((0, upper), (4, lower)):
+        row, voxels = by_first[first], labels[0] == cell
+        projection = voxels.any(axis=0)
+        assert (projection & (labels[0] == (lower if cell == upper else upper)).any(axis=0)).any()   # they overlap
+        assert row["label_id"] == float(cell)
+        assert row["projected_area_um2"] == pytest.approx(projection.sum() * 0.25, rel=1e-12)
+        assert row["projected_circumference_um"] == pytest.approx(perimeter_crofton(projection, 4) * 0.5, rel=1e-9)
+        assert row["integrated_c0"] == pytest.approx(image[0][voxels].sum(), rel=1e-5)
+
+
+def test_overlap_links_equal_one_assignment_over_the_whole_plane():
+    """The per-group sparse assignment gives the links of a dense ``linear_sum_assignment``
+    over every pair of the two planes (the rule written out here), on crowded random planes."""
+    from scipy.optimize import linear_sum_assignment
+    from skimage.segmentation import expand_labels as grow
+    from stardist_v4d.analysis.objects import overlap_links
+
+    rng = np.random.default_rng(5)
+    for case in range(12):
+        planes = []
+        for _ in range(2):
+            seeds = np.zeros((128, 128), np.int32)
+            points = rng.integers(0, 128, (60, 2))
+            seeds[points[:, 0], points[:, 1]] = rng.permutation(np.arange(1, 61)) * (3 if case % 2 else 1)
+            planes.append(grow(seeds, int(rng.integers(3, 9))) * (rng.uniform(size=(128, 128)) > 0.02))
+        before, now = planes
+        ids_b, ids_n = np.unique(before[before > 0]), np.unique(now[now > 0])
+        inter = np.array([[np.sum((before == b) & (now == n)) for n in ids_n] for b in ids_b], float)
+        area_b, area_n = np.array([np.sum(before == b) for b in ids_b]), np.array([np.sum(now == n) for n in ids_n])
+        for criterion, threshold in (("smaller", 0.5), ("iou", 0.3)):
+            if criterion == "smaller":
+                score = inter / np.minimum(area_b[:, None], area_n[None, :])
+            else:
+                score = inter / (area_b[:, None] + area_n[None, :] - inter)
+            r, c = linear_sum_assignment(score, maximize=True)
+            expected = {int(ids_n[j]): int(ids_b[i]) for i, j in zip(r, c) if score[i, j] >= threshold}
+            assert overlap_links(before, now, threshold, criterion) == expected, (case, criterion)
