@@ -54,7 +54,7 @@ def track(spots: pd.DataFrame, coordinates: list[str], settings: TrackingSetting
     unit (``unit``, named in the tracks table's columns); speeds per minute when
     ``time_step_min`` is known, else per time point.
     """
-    from laptrack import LapTrack
+    from .lap_candidates import KDTreeLapTrack
 
     if not np.isfinite(max_distance) or max_distance <= 0:
         raise ValueError(f"max_distance must be a positive distance, not {max_distance}")
@@ -64,7 +64,7 @@ def track(spots: pd.DataFrame, coordinates: list[str], settings: TrackingSetting
     # default (a percentile of the costs seen) makes a division cost more than a new track
     # whenever most nuclei barely move.
     alternative = cutoff * ALTERNATIVE_COST_FACTOR
-    tracker = LapTrack(cutoff=cutoff,
+    tracker = KDTreeLapTrack(cutoff=cutoff,
                        gap_closing_cutoff=cutoff if settings.gap_frames > 0 else False,
                        gap_closing_max_frame_count=settings.gap_frames + 1,
                        splitting_cutoff=cutoff if settings.divisions else False,

@@ -106,3 +106,36 @@ def test_time_points_need_not_start_at_zero_and_no_spots_is_no_tracks():
 
 def test_default_max_distance_is_one_median_diameter():
     assert default_max_distance(np.array([np.pi * 25, np.pi * 25, np.pi * 100])) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_kd_tree_candidates_give_laptracks_own_tracks(seed):
+    """``KDTreeLapTrack`` only finds laptrack's gap-closing and division candidates faster: on
+    random nuclei (moves, missing detections, extra daughters; 2-D and 3-D; gaps and divisions
+    on and off) its graph equals plain ``LapTrack``'s edge for edge."""
+    from laptrack import LapTrack
+
+    from stardist_v4d.analysis.lap_candidates import KDTreeLapTrack
+
+    rng = np.random.default_rng(seed)
+    for dim, gaps, divisions in ((2, True, True), (3, True, False), (3, False, True)):
+        n = 150
+        points = rng.uniform(0, 120, (n, dim))
+        coords = []
+        for t in range(4):
+            moved = points + rng.normal(0, 2, points.shape) + t
+            extra = moved[rng.integers(0, n, 6)] + rng.normal(0, 3, (6, dim))
+            coords.append(np.vstack([moved[rng.uniform(size=n) > 0.08], extra]))
+        cutoff = float(rng.uniform(16, 64))
+        alternative = cutoff * 1.05
+        settings = dict(cutoff=cutoff, gap_closing_cutoff=cutoff if gaps else False, gap_closing_max_frame_count=2,
+                        splitting_cutoff=cutoff if divisions else False, track_start_cost=alternative,
+                        track_end_cost=alternative, segment_start_cost=alternative, segment_end_cost=alternative,
+                        no_splitting_cost=alternative)
+        theirs = set(map(frozenset, LapTrack(**settings).predict(coords).edges()))
+        ours = set(map(frozenset, KDTreeLapTrack(**settings).predict(coords).edges()))
+        assert ours == theirs
+        spans = [b[0] - a[0] for a, b in map(sorted, ours)]
+        starts = [min(e)[1] + 1000 * min(e)[0] for e in map(sorted, ours)]
+        assert (2 in spans) == gaps                   # the case exercises gap closing when it is on
+        assert (len(starts) > len(set(starts))) == divisions    # and divisions (a node with two successors)
