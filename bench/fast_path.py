@@ -14,10 +14,14 @@ the plain loop, the marginal planes/s (between the one-plane and the ``--planes`
 cancels out, what a pool's start costs stays in), start-up seconds (first plane written minus one steady plane), the time
 to the first written plane of a one-plane run and its share of the plain loop's, peak
 anonymous memory of the process tree (sampled from here every 50 ms), and the objects'
-agreement with the plain loop's fp32 labels (lowest F1@0.5 over the planes). Then the
-CNN alone on one plane per engine: seconds, effective GFLOP/s, beside numpy's fp32 sgemm
+agreement with the plain loop's fp32 labels (lowest F1@0.5 over the planes). The
+"default settings" rows are what a user runs (measuring with its tables, workbook and plots,
+and outlines on); the others are segmentation only, like the plain loop. Then one plane step
+by step in one process (normalize, CNN, StarDist's NMS, label rendering, measuring,
+outlines, writing) with the ceiling it implies, and the CNN alone on one plane per engine: seconds, effective GFLOP/s, beside numpy's fp32 sgemm
 rate and OpenVINO's bf16 matrix rate. Numbers taken while anything else runs on the
-machine are meaningless.
+machine are meaningless. The first line names the CPU and whether it has bf16 (AMX,
+AVX512_BF16): the bf16 rows run fp32 where it has not.
 """
 from __future__ import annotations
 
@@ -59,9 +63,14 @@ host.finish(True)
 host.close()
 """
 
+#: What a user runs: measuring (tables, workbook, plots) and outlines on; flags given after
+#: the bench's ``--no-measure --no-objects`` win.
+DEFAULT_SETTINGS = ["--measure", "--objects"]
 #: name -> CLI flags (beyond input, output, model); None = the plain loop.
 VARIANTS = {
     "plain loop": None,
+    "default settings (fp32)": DEFAULT_SETTINGS,
+    "default settings, bf16": DEFAULT_SETTINGS + ["--precision", "bf16"],
     "default (fp32, TensorFlow)": [],
     "fp32, WORKERS=0": ["--workers", "0"],
     "fp32, OpenVINO": ["--backend", "openvino"],
@@ -184,6 +193,62 @@ print(json.dumps(out))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+STAGES = """
+import json, sys, tempfile, time
+from pathlib import Path
+import numpy as np, tifffile
+from stardist.geometry import polygons_to_label as stardists_rendering
+from stardist.models import StarDist2D
+from stardist.nms import non_maximum_suppression_sparse
+from stardist_v4d.analysis.measure import Calibration
+from stardist_v4d.host_api.base import Nucleus
+from stardist_v4d.host_api.imagej_rois import RoiSidecar
+from stardist_v4d.pipeline.measuring import measure_instances
+from stardist_v4d.pipeline.normalization import plane_normalizer
+from stardist_v4d.pipeline.predict import instances, predict_sparse
+from stardist_v4d.pipeline.rendering import polygons_to_label
+from stardist_v4d.pipeline.run import nuclei_from
+folder, source = Path(sys.argv[1]), sys.argv[2]
+model = StarDist2D(None, name=folder.name, basedir=str(folder.parent))
+plane = np.array(tifffile.memmap(source)[0])
+out = {}
+def best(name, call, rounds=3):
+    result = call()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter(); result = call(); times.append(time.perf_counter() - t)
+    out[name] = min(times)
+    return result
+normalized = best("normalize", lambda: plane_normalizer(1, 99.8)(plane))
+sparse = best("CNN", lambda: predict_sparse(model, normalized))
+kept = best("NMS", lambda: non_maximum_suppression_sparse(sparse.dist, sparse.prob, sparse.points,
+                                                          nms_thresh=sparse.nms_thresh))
+points, prob, dist, _ = kept
+best("rendering", lambda: polygons_to_label(dist, points, shape=sparse.shape, prob=prob))
+best("rendering (StarDist's)", lambda: stardists_rendering(dist, points, shape=sparse.shape, prob=prob))
+labels, details = instances(sparse)
+calibration = Calibration((0.5, 0.5))
+best("measuring", lambda: measure_instances(labels, details, [plane], calibration))
+ids = {k: k for k in np.unique(labels[labels > 0]).tolist()}
+with tempfile.TemporaryDirectory() as folder_:
+    sidecar = RoiSidecar(Path(folder_) / "x.ome.tif", 1)
+    best("outlines", lambda: sidecar.append(0, 0, nuclei_from(details, ids), "t"))
+    target = Path(folder_) / "plane.tif"
+    best("writing", lambda: tifffile.imwrite(target, labels.astype(np.uint16)))
+out["nuclei"] = int(len(ids)); out["candidates"] = int(len(sparse.prob))
+print(json.dumps(out))
+"""
+
+
+def stage_costs(args) -> dict:
+    """Seconds of each step of one crowded plane in one process (best of 3 after a warm-up)."""
+    done = subprocess.run([sys.executable, "-c", STAGES, str(args.models / args.model), str(args.input)],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--planes", type=int, default=10)
@@ -225,8 +290,13 @@ def main() -> None:
         return (args.planes - 1) / (statistics.median(r["total_s"] for r in runs[name])
                                     - statistics.median(ones[name]))
     plain_marginal = marginal("plain loop")
-    print(f"{args.planes} crowded {args.size}x{args.size} planes, medians of {args.rounds} rounds, "
-          f"{os.cpu_count()} cores")
+    from report import machine
+
+    from stardist_v4d.pipeline.backends.engine import cpu_has_bf16
+    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+    print(f"{machine()}; bf16 in OpenVINO: {'yes' if cpu_has_bf16() else 'no'}, AMX: "
+          f"{'yes' if 'amx_bf16' in flags else 'no'}, AVX512_BF16: {'yes' if 'avx512_bf16' in flags else 'no'}")
+    print(f"{args.planes} crowded {args.size}x{args.size} planes, medians of {args.rounds} rounds")
     print(f"{'variant':28s} {'planes/s':>8s} {'ratio':>6s} {'marginal':>8s} {'ratio':>6s} {'start s':>8s} "
           f"{'1st plane s':>11s} {'vs plain':>8s} {'peak MB':>8s} {'F1 vs fp32':>10s}")
     for name in variants:
@@ -238,6 +308,16 @@ def main() -> None:
         print(f"{name:28s} {rate:8.3f} {rate / plain_rate:5.2f}x {marginal(name):8.3f} "
               f"{marginal(name) / plain_marginal:5.2f}x {start:8.1f} {first:11.1f} "
               f"{first / plain_first:7.0%} {peak:8.0f} {f1:10.4f}")
+    stages = stage_costs(args)
+    steps = ("normalize", "CNN", "NMS", "rendering", "measuring", "outlines", "writing")
+    total = sum(stages[k] for k in steps)
+    print(f"\nOne plane, step by step ({stages['candidates']} candidates, {stages['nuclei']} nuclei; one "
+          f"process, fp32): " + ", ".join(f"{k} {stages[k]:.3f} s ({stages[k] / total:.0%})" for k in steps)
+          + f"; StarDist's own rendering {stages['rendering (StarDist' + chr(39) + 's)']:.3f} s")
+    rest = total - stages["CNN"]
+    print(f"  sum {total:.2f} s a plane; the ceiling if everything but the CNN ran beside it (worker "
+          f"processes): 1 / max(CNN, rest) = {1 / max(stages['CNN'], rest):.2f} planes/s, against the plain "
+          f"loop's {plain_rate:.3f}")
     rates = cnn_rates(args)
     print(f"\nCNN alone, one {args.size}x{args.size} plane ({rates['gflop']:.0f} GFLOP); machine: numpy fp32 "
           f"sgemm {rates['sgemm']:.0f} GFLOP/s, OpenVINO bf16 matmul {rates['bf16_matmul']:.0f} GFLOP/s")
