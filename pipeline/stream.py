@@ -119,7 +119,7 @@ def pipelined(steps: Sequence[Step], read: Reader,
         prediction, plane, future = post.result()
         if future is not None:
             try:
-                return future.result()
+                return result_while_workers_live(future, pool)
             except BrokenProcessPool:
                 pass
         if not broken:
@@ -153,3 +153,27 @@ def pipelined(steps: Sequence[Step], read: Reader,
             if not post.cancel() and post.done() and post.exception() is None and post.result()[2] is not None:
                 post.result()[2].cancel()
         cnn_thread.shutdown(wait=True, cancel_futures=True)
+
+
+#: How often a wait for a worker's result checks that the workers still live.
+WORKER_CHECK_S = 1.0
+
+
+def result_while_workers_live(future: Future, pool: Executor, check_s: float = WORKER_CHECK_S):
+    """``future.result()``, or ``BrokenProcessPool`` as soon as one of ``pool``'s worker processes
+    has died while we wait.
+
+    Why not ``future.result()`` alone: a worker killed while it sends its result (an
+    OOM kill, ``kill -9``) leaves a partial message in the pool's pipe, and the pool's
+    manager thread waits for the rest of it forever instead of breaking the pool (CPython's
+    ``ProcessPoolExecutor``); the run would hang. The workers are checked here instead.
+    """
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    while True:
+        try:
+            return future.result(timeout=check_s)
+        except FutureTimeout:
+            processes = getattr(pool, "_processes", None) or {}
+            if any(not process.is_alive() for process in list(processes.values())):
+                raise BrokenProcessPool("a worker process died") from None

@@ -257,3 +257,30 @@ def test_a_worker_killed_mid_run_is_finished_in_the_process_with_the_same_labels
     assert said.count("A worker process stopped (killed, or out of memory): post-processing goes on in this "
                       "process from plane t=0 z=") == 1
     np.testing.assert_array_equal(labels[1], labels[0])
+
+
+def test_a_wait_for_a_worker_ends_when_a_worker_has_died():
+    """A worker killed while it sends its result leaves CPython's pool waiting forever; the run's
+    wait checks the workers itself and breaks the pool as soon as one is dead."""
+    import threading
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from stardist_v4d.pipeline.stream import result_while_workers_live
+
+    class Process:
+        def __init__(self, alive: bool) -> None:
+            self.alive = alive
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+    class Pool:
+        def __init__(self, *alive: bool) -> None:
+            self._processes = {k: Process(a) for k, a in enumerate(alive)}
+
+    with pytest.raises(BrokenProcessPool):
+        result_while_workers_live(Future(), Pool(True, False), check_s=0.05)    # never answered, one dead
+    later = Future()
+    threading.Timer(0.2, later.set_result, args=("labels",)).start()
+    assert result_while_workers_live(later, Pool(True, True), check_s=0.05) == "labels"
