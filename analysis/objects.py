@@ -124,7 +124,17 @@ def link_compact(before: np.ndarray, n_before: int, now: np.ndarray, n_now: int,
         order = np.argsort(group[~single], kind="stable")
         g, r, c, v = group[~single][order], rows[~single][order], cols[~single][order], score[~single][order]
         starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        for start, stop in zip(starts, np.r_[starts[1:], len(g)]):
+        stops = np.r_[starts[1:], len(g)]
+        # a group of one slice on either side (a slice overlapping several, the usual case) with
+        # one best pair: the assignment is that pair; only the rest need the solver
+        one_side = (np.maximum.reduceat(r, starts) == np.minimum.reduceat(r, starts)) | \
+                   (np.maximum.reduceat(c, starts) == np.minimum.reduceat(c, starts))
+        best = np.maximum.reduceat(v, starts)
+        at_best = v == np.repeat(best, stops - starts)
+        unique_best = np.add.reduceat(at_best.astype(np.int64), starts) == 1
+        easy = np.repeat(one_side & unique_best, stops - starts) & at_best
+        chosen_rows.append(r[easy]), chosen_cols.append(c[easy]), chosen_score.append(v[easy])
+        for start, stop in zip(starts[~(one_side & unique_best)], stops[~(one_side & unique_best)]):
             ur, ir = np.unique(r[start:stop], return_inverse=True)
             uc, ic = np.unique(c[start:stop], return_inverse=True)
             block = np.zeros((len(ur), len(uc)))
