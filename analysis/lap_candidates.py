@@ -18,9 +18,10 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
+import networkx as nx
 from laptrack import LapTrack
 from laptrack._coo_matrix_builder import coo_matrix_builder
-from laptrack._cost_matrix import build_segment_cost_matrix
+from laptrack._cost_matrix import build_frame_cost_matrix, build_segment_cost_matrix
 from laptrack._optimization import lap_optimization
 from scipy.spatial import cKDTree
 
@@ -51,7 +52,40 @@ def _stack(values: pd.Series) -> np.ndarray:
 
 
 class KDTreeLapTrack(LapTrack):
-    """``LapTrack`` whose segment candidates come from a KD-tree (same results, far fewer steps)."""
+    """``LapTrack`` whose link and segment candidates come from a KD-tree (same results, far
+    fewer steps, and no dense distance matrix: laptrack's frame linking holds one of
+    nuclei x nuclei float64, 580 MB for 8,500 per time point)."""
+
+    def _predict_links(self, coords, segment_connected_edges, split_merge_edges):
+        from laptrack import ParallelBackend
+
+        if self.metric != "sqeuclidean" or self.parallel_backend != ParallelBackend.serial:
+            return super()._predict_links(coords, segment_connected_edges, split_merge_edges)
+        tree = nx.Graph()
+        for frame, coord in enumerate(coords):
+            if len(coord):
+                tree.add_nodes_from((frame, j) for j in range(np.asarray(coord).shape[0]))
+        forced = list(segment_connected_edges) + list(split_merge_edges)
+        edges = []
+        for frame, (before, after) in enumerate(zip(coords[:-1], coords[1:])):
+            if len(before) == 0 or len(after) == 0:
+                continue
+            before, after = np.asarray(before, np.float64), np.asarray(after, np.float64)
+            rows, cols, squared = _pairs_within(before, after, self.cutoff)     # row-major, as np.where
+            blocked_rows = {e[0][1] for e in forced if e[0][0] == frame}
+            blocked_cols = {e[1][1] for e in forced if e[1][0] == frame + 1}
+            if blocked_rows or blocked_cols:
+                keep = ~np.isin(rows, list(blocked_rows)) & ~np.isin(cols, list(blocked_cols))
+                rows, cols, squared = rows[keep], cols[keep], squared[keep]
+            distances = coo_matrix_builder((len(before), len(after)), row=rows, col=cols, data=squared,
+                                           dtype=np.float64)
+            cost = build_frame_cost_matrix(distances, track_start_cost=self.track_start_cost,
+                                           track_end_cost=self.track_end_cost)
+            xs, _ = lap_optimization(cost)
+            edges += [((frame, i), (frame + 1, int(xs[i]))) for i in range(len(before)) if xs[i] < len(after)]
+        tree.add_edges_from(edges)
+        tree.add_edges_from(segment_connected_edges)
+        return tree
 
     def _get_gap_closing_matrix(self, segments_df, *, force_end_nodes=[], force_start_nodes=[]):
         if not self.gap_closing_cutoff or self.gap_closing_metric != "sqeuclidean":
