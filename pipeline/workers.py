@@ -127,6 +127,9 @@ def _ready() -> int:
     import stardist.geometry  # noqa: F401
     import stardist.nms  # noqa: F401
     import skimage.segmentation  # noqa: F401  (the measurements' ring)
+
+    from .rendering import polygons_to_label
+    polygons_to_label(np.ones((1, 8), np.float32), np.zeros((1, 2), np.float32), (2, 2))   # loads the compiled code
     return os.getpid()
 
 
