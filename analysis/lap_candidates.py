@@ -108,7 +108,9 @@ class KDTreeLapTrack(LapTrack):
             gap = first_frame - frame
             starts = np.flatnonzero((gap >= 1) & (gap <= self.gap_closing_max_frame_count) & starts_ok)
             r, c, d = _pairs_within(end_xyz[ends], start_xyz[starts], self.gap_closing_cutoff)
-            rows.append(ends[r]), cols.append(starts[c]), costs.append(d)
+            rows.append(ends[r])
+            cols.append(starts[c])
+            costs.append(d)
         rows, cols, costs = (np.concatenate(a) if a else np.zeros(0) for a in (rows, cols, costs))
         order = np.lexsort((cols, rows))                    # per segment end, candidates by segment index
         rows, cols, costs = rows[order].astype(np.int64), cols[order].astype(np.int64), costs[order]
@@ -147,7 +149,9 @@ class KDTreeLapTrack(LapTrack):
             if blocked:
                 keep = ~np.isin(c, list(blocked))
                 r, c, d = r[keep], c[keep], d[keep]
-            rows.append(mine[r]), frames_of.append(np.full(len(r), other, np.int64)), targets.append(c)
+            rows.append(mine[r])
+            frames_of.append(np.full(len(r), other, np.int64))
+            targets.append(c)
             costs.append(d)
         rows, frames_of, targets, costs = (np.concatenate(a) if a else np.zeros(0, np.int64)
                                            for a in (rows, frames_of, targets, costs))

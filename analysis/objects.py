@@ -133,7 +133,9 @@ def link_compact(before: np.ndarray, n_before: int, now: np.ndarray, n_now: int,
         at_best = v == np.repeat(best, stops - starts)
         unique_best = np.add.reduceat(at_best.astype(np.int64), starts) == 1
         easy = np.repeat(one_side & unique_best, stops - starts) & at_best
-        chosen_rows.append(r[easy]), chosen_cols.append(c[easy]), chosen_score.append(v[easy])
+        chosen_rows.append(r[easy])
+        chosen_cols.append(c[easy])
+        chosen_score.append(v[easy])
         for start, stop in zip(starts[~(one_side & unique_best)], stops[~(one_side & unique_best)]):
             ur, ir = np.unique(r[start:stop], return_inverse=True)
             uc, ic = np.unique(c[start:stop], return_inverse=True)
@@ -288,11 +290,11 @@ class ObjectBuilder:
         columns["time_point"] = np.full(n, t, np.int64)
         columns["object_id"] = np.arange(1, n + 1, dtype=np.int64)
         label_ids = np.concatenate([p.label_ids for p in planes]) if planes else np.zeros(0, np.int64)
-        low, high = _extremes(owner, label_ids, n)
+        low, high = _grouped(np.minimum, owner, label_ids, n), _grouped(np.maximum, owner, label_ids, n)
         columns["label_id"] = np.where(low == high, low.astype(np.float64), np.nan)
         z_of_slice = np.concatenate([np.full(len(p.owner), p.z, np.int64) for p in planes]) if planes else owner
         columns["first_z"] = first_z
-        columns["last_z"] = _extremes(owner, z_of_slice, n)[1].astype(np.int64)
+        columns["last_z"] = _grouped(np.maximum, owner, z_of_slice, n).astype(np.int64)
         columns["planes"] = np.bincount(owner, minlength=n).astype(np.int64)
         voxels = per_object([p.voxels for p in planes])
         voxel_size = sx * sy * z_step if self.calibration.pixel_size_um and z_step is not None else 1.0
@@ -320,17 +322,6 @@ class ObjectBuilder:
             columns[f"integrated_c{k}"] = sums
             columns[f"ring_integrated_c{k}"] = np.where(ring > 0, ring_sums, np.nan)
         return {name: columns[name] for name in names}
-
-
-def _extremes(owner: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per object the smallest and largest of its slices' ``values`` (dtype kept)."""
-    if n == 0:
-        return values[:0], values[:0]
-    order = np.lexsort((values, owner))
-    owner_sorted, values_sorted = owner[order], values[order]
-    starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
-    ends = np.r_[starts[1:], len(owner_sorted)] - 1
-    return values_sorted[starts], values_sorted[ends]
 
 
 def _projections(pixels: Sequence[np.ndarray], owner: np.ndarray, boxes: np.ndarray, n: int,
@@ -370,7 +361,10 @@ def _projections(pixels: Sequence[np.ndarray], owner: np.ndarray, boxes: np.ndar
 
 
 def _grouped(reduce: np.ufunc, owner: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """``reduce`` (np.minimum / np.maximum) of ``values`` per object index in ``owner``."""
+    """``reduce`` (np.minimum / np.maximum) of ``values`` per object index in ``owner`` (every
+    object has a value; the dtype is kept: label IDs may be uint64)."""
+    if n == 0:
+        return values[:0]
     out = np.full(n, values.max() if reduce is np.minimum else values.min(), values.dtype)
     reduce.at(out, owner, values)
     return out
