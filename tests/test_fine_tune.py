@@ -134,3 +134,34 @@ def test_weights_that_do_not_load_leave_no_model_folder(tmp_path, capsys):
 
 def test_bad_learning_rate(tmp_path, capsys):
     assert "--learning-rate 0: must be between 0 and 1" in error_of(tmp_path, capsys, "--learning-rate", "0")
+
+
+def test_deepening_carries_the_upper_levels_over_and_starts_the_new_ones_random(tmp_path, capsys):
+    from stardist.models import StarDist2D
+    from stardist_v4d.training.synthetic import synthetic_dataset
+
+    base = make_tiny_model(tmp_path / "models", "base", n_rays=8)          # unet_n_depth 1
+    images, masks = synthetic_dataset(1, shape=(96, 96), seed=3)
+    write_pairs(tmp_path, {f"img{i}": pair for i, pair in enumerate(zip(images, masks))})
+    out = tmp_path / "models" / "deeper"
+    assert main(["--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--out", str(out),
+                 "--from", str(base), "--unet-depth", "2", "--learning-rate", "1e-12", *SCHEDULE]) == 0
+    said = capsys.readouterr().out
+    assert "Deepening base: 9 of 15 layers take its weights, 6 (the new lowest level and the middle) start random" in said
+    assert json.loads((out / "config.json").read_text())["unet_n_depth"] == 2
+    assert json.loads((out / "training.json").read_text())["deepened_from"] == str(base.resolve())
+
+    shallow = {layer.name: layer.get_weights() for layer in
+               StarDist2D(None, name="base", basedir=str(base.parent)).keras_model.layers if layer.weights}
+    deep = {layer.name: layer.get_weights() for layer in
+            StarDist2D(None, name="deeper", basedir=str(out.parent)).keras_model.layers if layer.weights}
+    for name in ("down_level_0_no_0", "up_level_0_no_2", "features", "prob", "dist"):      # same level, same shape
+        assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(shallow[name], deep[name]))
+    assert "down_level_1_no_0" in deep and "down_level_1_no_0" not in shallow
+    assert deep["middle_0"][0].shape != shallow["middle_0"][0].shape                      # the middle moved down
+
+
+def test_fine_tuning_cannot_make_the_unet_shallower(tmp_path, capsys):
+    base = fake_model(tmp_path / "base", unet_n_depth=3)
+    err = error_of(tmp_path, capsys, "--from", str(base), "--unet-depth", "2")
+    assert "--unet-depth 2: the model in --from has unet_n_depth = 3" in err and "not make it shallower" in err

@@ -110,7 +110,7 @@ def settings_from(args: argparse.Namespace, base: BaseModel | None) -> TrainSett
     """The training settings the flags ask for; with ``--from``, the architecture is the model's."""
     if base is not None:
         check_architecture_flags(args, base)
-        architecture = base.architecture()
+        architecture = base.architecture(deeper=args.unet_depth)
     else:
         given = {"n_rays": args.n_rays, "unet_n_depth": args.unet_depth, "unet_n_filter_base": args.unet_filters}
         architecture = {key: value for key, value in given.items() if value is not None}
@@ -259,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         if not native_bf16():
             log("This CPU has no bf16 instructions (AVX512_BF16 or AMX): bf16 training is emulated and "
                 "slower than fp32 here.")
+    if resume is not None:                       # the record of where the run started carries over
+        deepen_base = run.get("deepened_from")
+    else:
+        deepen_base = base.folder if base is not None and settings.unet_n_depth > base.config["unet_n_depth"] else None
     if base is not None:
         log(f"Fine-tuning {base.folder.name} ({base.weights}), learning rate {settings.learning_rate:g}.")
 
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         _clear_model_folder(args.out)
     try:
         result = train_model(images, masks, args.out, settings, log=log, start_weights=start_weights,
-                             resume=resume, run=run)
+                             deepen_base=deepen_base, resume=resume, run=run)
     except StartWeightsError as error:          # nothing trained: leave no half-made model folder
         _clear_model_folder(args.out)
         if created:

@@ -33,11 +33,11 @@ class BaseModel:
     weights: Path
     config: dict
 
-    def architecture(self) -> dict:
-        """``TrainSettings`` keywords that rebuild this model's network exactly."""
+    def architecture(self, deeper: int | None = None) -> dict:
+        """``TrainSettings`` keywords that rebuild this model's network exactly (or ``deeper``)."""
         decided_by_settings = config_values(TrainSettings())
         return {"n_rays": self.config["n_rays"], "grid": tuple(self.config.get("grid", (1, 1))),
-                "unet_n_depth": self.config["unet_n_depth"],
+                "unet_n_depth": max(deeper or 0, self.config["unet_n_depth"]),
                 "unet_n_filter_base": self.config["unet_n_filter_base"],
                 "extra_config": {k: v for k, v in self.config.items() if k not in decided_by_settings}}
 
@@ -68,6 +68,11 @@ def check_architecture_flags(args: argparse.Namespace, base: BaseModel) -> None:
     """An architecture flag given with ``--from`` must agree with the model: its weights fix it."""
     for flag, key in ARCHITECTURE_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
+        if flag == "--unet-depth" and value is not None and value > base.config[key]:
+            continue                    # deepening: training.deepen carries the upper levels over
+        if flag == "--unet-depth" and value is not None and value < base.config[key]:
+            raise BaseModelError(f"--unet-depth {value}: the model in --from has unet_n_depth = {base.config[key]}; "
+                                 "fine-tuning can deepen a U-Net (a larger number), not make it shallower")
         if value is not None and value != base.config[key]:
             raise BaseModelError(f"{flag} {value}: the model in --from has {key} = {base.config[key]}, and "
                                  f"fine-tuning keeps its architecture; leave out {flag}")
