@@ -17,8 +17,8 @@ anonymous memory of the process tree (sampled from here every 50 ms), and the ob
 agreement with the plain loop's fp32 labels (lowest F1@0.5 over the planes). The
 "default settings" rows are what a user runs (measuring with its tables, workbook and plots,
 and outlines on); the others are segmentation only, like the plain loop. Then one plane step
-by step in one process (normalize, CNN, StarDist's NMS, label rendering, measuring,
-outlines, writing) with the ceiling it implies, and the CNN alone on one plane per engine: seconds, effective GFLOP/s, beside numpy's fp32 sgemm
+by step in one process (normalize, CNN, NMS, label rendering, measuring, outlines,
+writing; NMS and rendering beside StarDist's own, NMS checked equal to it) with the ceiling it implies, and the CNN alone on one plane per engine: seconds, effective GFLOP/s, beside numpy's fp32 sgemm
 rate and OpenVINO's bf16 matrix rate. Numbers taken while anything else runs on the
 machine are meaningless. The first line names the CPU and whether it has bf16 (AMX,
 AVX512_BF16): the bf16 rows run fp32 where it has not.
@@ -199,11 +199,12 @@ from pathlib import Path
 import numpy as np, tifffile
 from stardist.geometry import polygons_to_label as stardists_rendering
 from stardist.models import StarDist2D
-from stardist.nms import non_maximum_suppression_sparse
+from stardist.nms import non_maximum_suppression_sparse as stardists_nms
 from stardist_v4d.analysis.measure import Calibration
 from stardist_v4d.host_api.base import Nucleus
 from stardist_v4d.host_api.imagej_rois import RoiSidecar
 from stardist_v4d.pipeline.measuring import measure_instances
+from stardist_v4d.pipeline.nms import non_maximum_suppression_sparse
 from stardist_v4d.pipeline.normalization import plane_normalizer
 from stardist_v4d.pipeline.predict import instances, predict_sparse
 from stardist_v4d.pipeline.rendering import polygons_to_label
@@ -223,6 +224,9 @@ normalized = best("normalize", lambda: plane_normalizer(1, 99.8)(plane))
 sparse = best("CNN", lambda: predict_sparse(model, normalized))
 kept = best("NMS", lambda: non_maximum_suppression_sparse(sparse.dist, sparse.prob, sparse.points,
                                                           nms_thresh=sparse.nms_thresh))
+theirs = best("NMS (StarDist's)", lambda: stardists_nms(sparse.dist, sparse.prob, sparse.points,
+                                                        nms_thresh=sparse.nms_thresh))
+assert all(np.array_equal(a, b) for a, b in zip(kept, theirs)), "NMS differs from StarDist's"
 points, prob, dist, _ = kept
 best("rendering", lambda: polygons_to_label(dist, points, shape=sparse.shape, prob=prob))
 best("rendering (StarDist's)", lambda: stardists_rendering(dist, points, shape=sparse.shape, prob=prob))
@@ -313,7 +317,9 @@ def main() -> None:
     total = sum(stages[k] for k in steps)
     print(f"\nOne plane, step by step ({stages['candidates']} candidates, {stages['nuclei']} nuclei; one "
           f"process, fp32): " + ", ".join(f"{k} {stages[k]:.3f} s ({stages[k] / total:.0%})" for k in steps)
-          + f"; StarDist's own rendering {stages['rendering (StarDist' + chr(39) + 's)']:.3f} s")
+          + f"; StarDist's own NMS {stages['NMS (StarDist' + chr(39) + 's)']:.3f} s "
+          f"({stages['NMS (StarDist' + chr(39) + 's)'] / stages['NMS']:.1f}x ours, same result), "
+          f"rendering {stages['rendering (StarDist' + chr(39) + 's)']:.3f} s")
     rest = total - stages["CNN"]
     print(f"  sum {total:.2f} s a plane; the ceiling if everything but the CNN ran beside it (worker "
           f"processes): 1 / max(CNN, rest) = {1 / max(stages['CNN'], rest):.2f} planes/s, against the plain "

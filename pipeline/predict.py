@@ -2,7 +2,7 @@
 
 Why split: ``predict_instances`` is a CNN call (TensorFlow, every core) followed by
 non-maximum suppression and label rendering (``stardist.nms``/``stardist.geometry``,
-no TensorFlow). Between the two sits a small sparse payload (the candidates above
+no TensorFlow; here ``nms`` and ``rendering``, compiled, with the same results). Between the two sits a small sparse payload (the candidates above
 ``prob_thresh``), so the second half can run in a worker process while the CNN
 predicts the next plane. Both halves replay stardist 0.9.2 step by step
 (``_predict_instances_generator``: zoom, ``predict_sparse``; then
@@ -67,12 +67,12 @@ def predict_sparse(model, image: np.ndarray, prob_thresh: float | None = None,
 def instances(sparse: SparsePrediction) -> tuple[np.ndarray, dict]:
     """The NMS-and-rendering half: ``(labels, details)`` as ``predict_instances`` returns."""
     from stardist.geometry import dist_to_coord
-    from stardist.nms import non_maximum_suppression_sparse
 
+    from .nms import non_maximum_suppression_sparse
     from .rendering import polygons_to_label
 
     points, prob, dist, _ = non_maximum_suppression_sparse(
-        sparse.dist, sparse.prob, sparse.points, nms_thresh=sparse.nms_thresh, verbose=False)
+        sparse.dist, sparse.prob, sparse.points, nms_thresh=sparse.nms_thresh)
     rescale = (1, 1)
     if sparse.scale is not None:
         rescale = (1 / sparse.scale, 1 / sparse.scale)

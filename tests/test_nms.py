@@ -1,0 +1,105 @@
+"""Our compiled NMS keeps exactly the candidates StarDist's keeps, in the same order.
+
+Candidates are made as the CNN makes them, without a CNN: every foreground pixel of a
+generated label image (one per ``grid`` step) becomes a candidate with StarDist's own
+ray distances to its nucleus' outline (``stardist.geometry.star_dist``), disturbed by
+noise, and a probability that falls off towards the outline. So each nucleus brings
+dozens of near-duplicates, neighbours touch and overlap, and the pairs near the
+threshold that only Clipper can decide occur too (the test checks that every decision
+path ran).
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from stardist_v4d.pipeline import nms
+
+
+def discs(shape, n, radius, rng, ellipticity=0.3):
+    """A label image of ``n`` random elliptical nuclei (overlaps resolved by drawing order)."""
+    labels = np.zeros(shape, np.uint16)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    for label in range(1, n + 1):
+        cy, cx = rng.uniform(-radius[1] / 2, shape[0] + radius[1] / 2), rng.uniform(-radius[1] / 2, shape[1] + radius[1] / 2)
+        r = rng.uniform(*radius)
+        ry, rx = r * (1 + rng.uniform(-ellipticity, ellipticity)), r * (1 + rng.uniform(-ellipticity, ellipticity))
+        angle = rng.uniform(0, np.pi)
+        dy, dx = yy - cy, xx - cx
+        u, v = dy * np.cos(angle) + dx * np.sin(angle), -dy * np.sin(angle) + dx * np.cos(angle)
+        labels[(u / ry) ** 2 + (v / rx) ** 2 <= 1] = label
+    return labels
+
+
+def candidates(labels, n_rays, rng, noise=0.8, grid=2):
+    """(dist, prob, points) of every ``grid``-th foreground pixel, as ``predict_sparse`` gives them."""
+    from stardist.geometry import star_dist
+
+    dist = star_dist(labels, n_rays)[::grid, ::grid]
+    points = np.stack(np.nonzero(labels[::grid, ::grid]), axis=1)
+    dist = dist[points[:, 0], points[:, 1]]
+    dist = np.maximum(0, dist + rng.normal(0, noise, dist.shape)).astype(np.float32)
+    centre_ness = dist.min(axis=1) / (dist.max(axis=1) + 1e-6)
+    prob = np.clip(centre_ness + rng.normal(0, 0.1, len(dist)), 0.01, 1).astype(np.float32)
+    return dist, prob, (points * grid).astype(np.float32)
+
+
+def assert_same_as_stardist(dist, prob, points, thresh):
+    from stardist.nms import non_maximum_suppression_sparse
+
+    expected = non_maximum_suppression_sparse(dist, prob, points, nms_thresh=thresh)
+    ours = nms.non_maximum_suppression_sparse(dist, prob, points, nms_thresh=thresh)
+    for name, a, b in zip(("points", "prob", "dist", "indices"), expected, ours):
+        assert a.dtype == b.dtype and np.array_equal(a, b), f"{name} differ ({len(a)} vs {len(b)} kept)"
+
+
+CASES = {   # shape, nuclei, radius range, ray noise
+    "crowded": ((256, 256), 160, (6, 14), 0.8),
+    "sparse": ((256, 256), 12, (6, 14), 0.8),
+    "touching, exact rays": ((160, 160), 90, (7, 11), 0.0),
+    "tiny": ((128, 128), 120, (1, 3), 0.4),
+    "huge": ((320, 320), 3, (60, 120), 2.0),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("n_rays", [8, 32, 64])
+def test_kept_candidates_equal_stardist(case, n_rays):
+    shape, n, radius, noise = CASES[case]
+    rng = np.random.default_rng(zlib.crc32(f"{case} {n_rays}".encode()))
+    dist, prob, points = candidates(discs(shape, n, radius, rng), n_rays, rng, noise, grid=4 if case == "huge" else 2)
+    for thresh in (0.0, 0.3, 0.4, 0.7):
+        assert_same_as_stardist(dist, prob, points, thresh)
+
+
+def test_every_decision_path_runs_and_agrees():
+    """Crowded candidates over thresholds: each of the five tests (outer discs, inner discs,
+    hull, exact area, Clipper) decides some pairs, and the result is still StarDist's."""
+    rng = np.random.default_rng(7)
+    total = np.zeros(5, np.int64)
+    for thresh in (0.1, 0.3, 0.4, 0.5, 0.6, 0.8):
+        labels = discs((256, 256), 170, (5, 13), rng, ellipticity=0.5)
+        dist, prob, points = candidates(labels, 32, rng, noise=1.2)
+        assert_same_as_stardist(dist, prob, points, thresh)
+        order = np.argsort(prob)[::-1]
+        tiers = np.zeros(5, np.int64)
+        nms.non_maximum_suppression_inds(dist[order], points[order], thresh, tiers=tiers)
+        total += tiers
+    assert (total > 0).all(), f"pairs decided by outer discs, inner discs, hull, exact area, Clipper: {total}"
+
+
+def test_degenerate_candidates():
+    """Identical polygons, rays of length zero, one candidate, none, candidates far outside the plane."""
+    rng = np.random.default_rng(3)
+    dist = np.tile(rng.uniform(3, 9, (1, 16)), (6, 1)).astype(np.float32)
+    dist[3] = 0
+    dist[4, ::2] = 0
+    points = np.array([[10, 10]] * 6, np.float32)
+    prob = np.array([0.9, 0.9, 0.8, 0.7, 0.95, 0.6], np.float32)
+    for thresh in (0.0, 0.4, 1.0):
+        assert_same_as_stardist(dist, prob, points, thresh)
+        assert_same_as_stardist(dist[:1], prob[:1], points[:1], thresh)
+        assert_same_as_stardist(dist[:0], prob[:0], points[:0], thresh)
+        assert_same_as_stardist(dist, prob, points - 500, thresh)
