@@ -144,8 +144,8 @@ def _star_around(vx, vy, i, cx, cy):
 
 
 @njit(cache=True, nogil=True)
-def _regular(vx, vy, i):
-    """Polygon ``i`` is simple and counter-clockwise with positive area (duplicate points aside)."""
+def _distinct(vx, vy, i):
+    """Polygon ``i``'s vertices without repeats of the one before (around the loop): x, y, count."""
     n = vx.shape[1]
     xs = np.empty(n, np.int64)
     ys = np.empty(n, np.int64)
@@ -156,6 +156,13 @@ def _regular(vx, vy, i):
             m += 1
     while m > 1 and xs[m - 1] == xs[0] and ys[m - 1] == ys[0]:
         m -= 1
+    return xs, ys, m
+
+
+@njit(cache=True, nogil=True)
+def _regular(vx, vy, i):
+    """Polygon ``i`` is simple and counter-clockwise with positive area (duplicate points aside)."""
+    xs, ys, m = _distinct(vx, vy, i)
     if m < 3:
         return False
     twice = 0
@@ -266,15 +273,7 @@ def _melkman(vx, vy, i, dx, dy, hx, hy):
     """Convex hull of simple polygon ``i`` (Melkman 1987, linear time), counter-clockwise from
     its lowest-left vertex, into ``hx``/``hy``; returns its length. ``dx``/``dy``: the deque."""
     n = vx.shape[1]
-    xs = np.empty(n, np.int64)                   # the distinct vertices
-    ys = np.empty(n, np.int64)
-    m = 0
-    for k in range(n):
-        if m == 0 or vx[i, k] != xs[m - 1] or vy[i, k] != ys[m - 1]:
-            xs[m], ys[m] = vx[i, k], vy[i, k]
-            m += 1
-    while m > 1 and xs[m - 1] == xs[0] and ys[m - 1] == ys[0]:
-        m -= 1
+    xs, ys, m = _distinct(vx, vy, i)
     first = 0                                    # a start not collinear with the next two
     for k in range(m):
         a, b = (k + 1) % m, (k + 2) % m
