@@ -34,7 +34,7 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: Clipper's crossing points are rounded to integers: at most this far from the exact one.
 ROUNDING = 0.75
@@ -56,7 +56,7 @@ def ray_directions(n_rays: int) -> tuple[np.ndarray, np.ndarray]:
     return sin, cos
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _polygons(dist, points, sin, cos):
     """Integer vertices (x, y), int bounding boxes, float32 outer radius and area, as StarDist."""
     n, n_rays = dist.shape
@@ -65,7 +65,7 @@ def _polygons(dist, points, sin, cos):
     box = np.empty((n, 4), np.int64)                  # x1, x2, y1, y2
     radius = np.empty(n, np.float32)
     area = np.empty(n, np.float32)
-    for i in prange(n):
+    for i in range(n):
         py, px = points[i, 0], points[i, 1]
         x1 = x2 = y1 = y2 = np.float32(0)
         r = np.float32(0)
@@ -214,7 +214,7 @@ def _inside(vx, vy, i, px, py):
     return inside
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _discs(vx, vy, points, regular):
     """Per polygon a disc that holds it and one inside it (radius -1 if none), each as
     (y, x, radius): around its centre or its vertices' mean, whichever is tighter. A
@@ -222,7 +222,7 @@ def _discs(vx, vy, points, regular):
     n, n_rays = vx.shape
     outer = np.empty((n, 3))
     inner = np.full((n, 3), -1.0)
-    for i in prange(n):
+    for i in range(n):
         my, mx = 0.0, 0.0
         for k in range(n_rays):
             my += vy[i, k]
@@ -313,7 +313,7 @@ def _melkman(vx, vy, i, dx, dy, hx, hy):
     return h
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _shapes(vx, vy, regular):
     """Per polygon: its convex hull's vertices sorted by (x, y) and their number, twice its
     exact area (int), its perimeter."""
@@ -323,7 +323,7 @@ def _shapes(vx, vy, regular):
     hull_n = np.empty(n, np.int64)
     twice = np.zeros(n, np.int64)
     perimeter = np.zeros(n)
-    for i in prange(n):
+    for i in range(n):
         xs = np.empty(n_rays, np.int64)
         ys = np.empty(n_rays, np.int64)
         hx = np.empty(n_rays + 1, np.int64)
@@ -646,11 +646,11 @@ def non_maximum_suppression_inds(dist: np.ndarray, points: np.ndarray, thresh: f
     return ~suppressed
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _regular_all(vx, vy, points):
     """``_regular`` of every polygon; the quick star test around its centre first."""
     out = np.empty(vx.shape[0], np.bool_)
-    for i in prange(vx.shape[0]):
+    for i in range(vx.shape[0]):
         out[i] = _star_around(vx, vy, i, float(points[i, 1]), float(points[i, 0])) or _regular(vx, vy, i)
     return out
 

@@ -126,12 +126,11 @@ def _ready() -> int:
     """A no-op job that imports what real jobs need, so start-up happens up front."""
     import stardist.geometry  # noqa: F401
     import skimage.segmentation  # noqa: F401  (the measurements' ring)
-    from numba import set_num_threads
 
     from .nms import non_maximum_suppression_sparse
     from .rendering import polygons_to_label
-    set_num_threads(1)          # the workers are the parallelism: one thread each beside the CNN
-    polygons_to_label(np.ones((1, 8), np.float32), np.zeros((1, 2), np.float32), (2, 2))   # loads the compiled code
+    # load the compiled code (compiled once per installation, ~15-30 s, then cached by numba)
+    polygons_to_label(np.ones((1, 8), np.float32), np.zeros((1, 2), np.float32), (2, 2))
     non_maximum_suppression_sparse(np.ones((2, 8), np.float32), np.ones(2, np.float32), np.zeros((2, 2), np.float32))
     return os.getpid()
 
