@@ -26,7 +26,7 @@ from .predict import SparsePrediction, instances
 #: (8 planes of 1024 x 1024 save ~1 s on two cores), unless WORKERS asks for one.
 MIN_PIXELS_FOR_POOL = 8 * 1024 * 1024
 #: How long a fresh pool may take to answer before the run gives up on it.
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0   # a first run on a fresh install compiles the numba code in each worker
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: Workers run at lower priority so the CNN keeps every core it can use: its threads
 #: advance in lock step, and a worker taking one core from them made the CNN ~2x

@@ -78,3 +78,14 @@ def random_stack(axes: str, dtype: str | np.dtype = "uint16", seed: int = 0,
 def random_stack_fixture() -> Callable[..., np.ndarray]:
     """``random_stack(axes, dtype="uint16", seed=0, sizes=None) -> ndarray``."""
     return random_stack
+
+
+def pytest_sessionstart(session) -> None:
+    """Compile the numba post-processing (NMS, label rendering) once, before any test starts
+    worker processes: on a fresh checkout each worker would otherwise compile it itself
+    (~30 s each), beside the CNN, within the workers' start-up timeout."""
+    from stardist_v4d.pipeline.nms import non_maximum_suppression_sparse
+    from stardist_v4d.pipeline.rendering import polygons_to_label
+
+    polygons_to_label(np.ones((1, 8), np.float32), np.zeros((1, 2), np.float32), (2, 2))
+    non_maximum_suppression_sparse(np.ones((2, 8), np.float32), np.ones(2, np.float32), np.zeros((2, 2), np.float32))
