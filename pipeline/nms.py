@@ -577,14 +577,18 @@ def _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, s
     return n, 0
 
 
-def _clipper_area(vx: np.ndarray, vy: np.ndarray, i: int, j: int) -> np.float32:
-    """StarDist's ``poly_intersection_area``: Clipper, and each result path's area summed in float32."""
+def _clipper_area(vx: np.ndarray, vy: np.ndarray, i: int, j: int, outlines: dict | None = None) -> np.float32:
+    """StarDist's ``poly_intersection_area``: Clipper, and each result path's area summed in float32.
+    ``outlines`` caches the polygons as Clipper paths across calls."""
     import pyclipper
 
+    outlines = {} if outlines is None else outlines
     clipper = pyclipper.Pyclipper()
     for index, kind in ((i, pyclipper.PT_CLIP), (j, pyclipper.PT_SUBJECT)):
+        if index not in outlines:
+            outlines[index] = list(zip(vx[index].tolist(), vy[index].tolist()))
         try:
-            clipper.AddPath(list(zip(vx[index].tolist(), vy[index].tolist())), kind, True)
+            clipper.AddPath(outlines[index], kind, True)
         except pyclipper.ClipperException:       # a path Clipper rejects (no area): StarDist ignores it too
             pass
     try:
@@ -593,9 +597,17 @@ def _clipper_area(vx: np.ndarray, vy: np.ndarray, i: int, j: int) -> np.float32:
         paths = []
     total = np.float32(0)
     for path in paths:
-        a = np.float32(0)
-        for (x0, y0), (x1, y1) in zip(path, path[1:] + path[:1]):
-            a = np.float32(a + np.float32(x0 * y1 - y0 * x1))
+        terms = [x0 * y1 - y0 * x1 for (x0, y0), (x1, y1) in zip(path, path[1:] + path[:1])]
+        partial, exact = 0, True
+        for term in terms:              # float32 adds integers exactly while every sum stays below 2^24
+            partial += term
+            exact = exact and abs(term) < 2 ** 24 and abs(partial) < 2 ** 24
+        if exact:
+            a = np.float32(partial)
+        else:                           # StarDist's float32 accumulation, step by step
+            a = np.float32(0)
+            for term in terms:
+                a = np.float32(a + np.float32(term))
         total = np.float32(total + np.float32(np.float32(0.5) * abs(a)))
     return total
 
@@ -633,13 +645,14 @@ def non_maximum_suppression_inds(dist: np.ndarray, points: np.ndarray, thresh: f
     cell = max(8.0, float(np.median(radius)) if n else 8.0)
     origin, grid_shape, cell_start, cell_items = _cell_index(points.astype(np.float64), cell)
     pending = np.empty(n, np.int64)
+    outlines: dict = {}
     start = 0
     while start < n - 1:
         i, count = _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, suppressed,
                              threshold, cell, cell_start, cell_items, grid_shape, origin, max_dist, pending, tiers, shapes)
         for j in pending[:count]:
             # const float overlap = area_inter / fmin(areas[i] + 1e-10, areas[j] + 1e-10)
-            overlap = np.float32(float(_clipper_area(vx, vy, i, int(j))) / min(float(area[i]) + 1e-10, float(area[j]) + 1e-10))
+            overlap = np.float32(float(_clipper_area(vx, vy, i, int(j), outlines)) / min(float(area[i]) + 1e-10, float(area[j]) + 1e-10))
             if float(overlap) > threshold:
                 suppressed[j] = True
         start = i + 1
