@@ -63,8 +63,8 @@ host.finish(True)
 host.close()
 """
 
-#: What a user runs: measuring (tables, workbook, plots) and outlines on; flags given after
-#: the bench's ``--no-measure --no-objects`` win.
+#: What a user runs: measuring (tables, workbook, plots) and outlines on; the other rows run
+#: with ``--no-measure --no-objects`` (segmentation only, like the plain loop).
 DEFAULT_SETTINGS = ["--measure", "--objects"]
 #: name -> CLI flags (beyond input, output, model); None = the plain loop.
 VARIANTS = {
@@ -122,8 +122,9 @@ def command_for(flags: list[str] | None, args, output: Path, planes: int) -> lis
     if flags is None:
         return [sys.executable, "-c", PLAIN_LOOP, str(args.models), args.model, str(args.input),
                 str(output), str(planes)]
+    segmentation_only = [] if "--measure" in flags else ["--no-measure", "--no-objects"]
     return [sys.executable, "-m", "stardist_v4d", "run", "--input", str(args.input), "--output", str(output),
-            "--model-path", str(args.models), "--model", args.model, "--no-measure", "--no-objects",
+            "--model-path", str(args.models), "--model", args.model, *segmentation_only,
             "--overwrite", "--last-plane", str(planes - 1), *flags]
 
 
@@ -324,7 +325,12 @@ def main() -> None:
     print(f"  sum {total:.2f} s a plane; the ceiling if everything but the CNN ran beside it (worker "
           f"processes): 1 / max(CNN, rest) = {1 / max(stages['CNN'], rest):.2f} planes/s, against the plain "
           f"loop's {plain_rate:.3f}")
-    rates = cnn_rates(args)
+    try:
+        rates = cnn_rates(args)
+    except subprocess.CalledProcessError as error:   # e.g. no OpenVINO variant ran: no converted network
+        print(f"\nCNN alone: not measured ({(error.stderr or '').strip().splitlines()[-1:]}); "
+              "run an OpenVINO variant (bf16 or 'fp32, OpenVINO') once to convert the network")
+        return
     print(f"\nCNN alone, one {args.size}x{args.size} plane ({rates['gflop']:.0f} GFLOP); machine: numpy fp32 "
           f"sgemm {rates['sgemm']:.0f} GFLOP/s, OpenVINO bf16 matmul {rates['bf16_matmul']:.0f} GFLOP/s")
     for name in ("tensorflow_fp32", "openvino_fp32", "openvino_bf16"):
