@@ -34,7 +34,11 @@ import functools
 import math
 
 import numpy as np
+import pyclipper
 from numba import njit
+
+from .polygon_geometry import discs, hull_twice_area, lens_area, proper_cross, regular_all
+from .polygon_geometry import shapes as polygon_shapes
 
 #: Clipper's crossing points are rounded to integers: at most this far from the exact one.
 ROUNDING = 0.75
@@ -94,309 +98,6 @@ def _polygons(dist, points, sin, cos):
     return vx, vy, box, radius, area
 
 
-@njit(cache=True, nogil=True)
-def _orient(ax, ay, bx, by, cx, cy):
-    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
-
-
-@njit(cache=True, nogil=True)
-def _on_segment(ax, ay, bx, by, px, py):
-    """Whether integer point p lies on the closed segment a-b (exact)."""
-    if _orient(ax, ay, bx, by, px, py) != 0:
-        return False
-    return min(ax, bx) <= px <= max(ax, bx) and min(ay, by) <= py <= max(ay, by)
-
-
-@njit(cache=True, nogil=True)
-def _proper_cross(ax, ay, bx, by, cx, cy, dx, dy):
-    """Whether segments a-b and c-d cross at one interior point of both (no endpoint on the other)."""
-    o1 = _orient(ax, ay, bx, by, cx, cy)
-    o2 = _orient(ax, ay, bx, by, dx, dy)
-    o3 = _orient(cx, cy, dx, dy, ax, ay)
-    o4 = _orient(cx, cy, dx, dy, bx, by)
-    return ((o1 > 0 and o2 < 0) or (o1 < 0 and o2 > 0)) and ((o3 > 0 and o4 < 0) or (o3 < 0 and o4 > 0))
-
-
-@njit(cache=True, nogil=True)
-def _star_around(vx, vy, i, cx, cy):
-    """Whether polygon ``i``'s distinct vertices turn once around (cx, cy), each strictly left of
-    the one before: then it is star-shaped around that point, so simple and counter-clockwise."""
-    n = vx.shape[1]
-    turns = 0
-    last = n - 1
-    while last > 0 and vx[i, last] == vx[i, 0] and vy[i, last] == vy[i, 0]:
-        last -= 1
-    previous = last
-    distinct = 0
-    for k in range(last + 1):
-        if k > 0 and vx[i, k] == vx[i, previous] and vy[i, k] == vy[i, previous]:
-            continue
-        ax, ay = vx[i, previous] - cx, vy[i, previous] - cy
-        bx, by = vx[i, k] - cx, vy[i, k] - cy
-        cross = ax * by - ay * bx
-        if not cross > 1e-6 * (1.0 + abs(ax) + abs(ay)) * (1.0 + abs(bx) + abs(by)):
-            return False
-        if ay < 0 <= by:           # each step turns left by less than pi: count the turns
-            turns += 1             # by the times the outline crosses the ray from the point to +x
-        previous = k
-        distinct += 1
-    return distinct >= 3 and turns == 1
-
-
-@njit(cache=True, nogil=True)
-def _distinct(vx, vy, i):
-    """Polygon ``i``'s vertices without repeats of the one before (around the loop): x, y, count."""
-    n = vx.shape[1]
-    xs = np.empty(n, np.int64)
-    ys = np.empty(n, np.int64)
-    m = 0
-    for k in range(n):
-        if m == 0 or vx[i, k] != xs[m - 1] or vy[i, k] != ys[m - 1]:
-            xs[m], ys[m] = vx[i, k], vy[i, k]
-            m += 1
-    while m > 1 and xs[m - 1] == xs[0] and ys[m - 1] == ys[0]:
-        m -= 1
-    return xs, ys, m
-
-
-@njit(cache=True, nogil=True)
-def _regular(vx, vy, i):
-    """Polygon ``i`` is simple and counter-clockwise with positive area (duplicate points aside)."""
-    xs, ys, m = _distinct(vx, vy, i)
-    if m < 3:
-        return False
-    twice = 0
-    for k in range(m):
-        twice += xs[k] * ys[(k + 1) % m] - ys[k] * xs[(k + 1) % m]
-    if twice <= 0:
-        return False
-    for a in range(m):
-        a1 = (a + 1) % m
-        for b in range(a + 1, m):
-            b1 = (b + 1) % m
-            if b == a1 or a == b1:                       # neighbours share a vertex: no backtracking
-                if b == a1 and _on_segment(xs[a], ys[a], xs[a1], ys[a1], xs[b1], ys[b1]):
-                    return False
-                if a == b1 and _on_segment(xs[b], ys[b], xs[b1], ys[b1], xs[a1], ys[a1]):
-                    return False
-                continue
-            if _proper_cross(xs[a], ys[a], xs[a1], ys[a1], xs[b], ys[b], xs[b1], ys[b1]) \
-                    or _on_segment(xs[a], ys[a], xs[a1], ys[a1], xs[b], ys[b]) \
-                    or _on_segment(xs[a], ys[a], xs[a1], ys[a1], xs[b1], ys[b1]) \
-                    or _on_segment(xs[b], ys[b], xs[b1], ys[b1], xs[a], ys[a]) \
-                    or _on_segment(xs[b], ys[b], xs[b1], ys[b1], xs[a1], ys[a1]):
-                return False
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _segment_distance2(px, py, ax, ay, bx, by):
-    """Squared distance from point p to segment a-b."""
-    ex, ey = bx - ax, by - ay
-    length2 = ex * ex + ey * ey
-    t = 0.0 if length2 == 0 else min(1.0, max(0.0, ((px - ax) * ex + (py - ay) * ey) / length2))
-    qx, qy = ax + t * ex - px, ay + t * ey - py
-    return qx * qx + qy * qy
-
-
-@njit(cache=True, nogil=True)
-def _inside(vx, vy, i, px, py):
-    """Crossing-number test of a point (float) against integer polygon ``i``."""
-    n = vx.shape[1]
-    inside = False
-    for k in range(n):
-        k1 = (k + 1) % n
-        ay, by = vy[i, k], vy[i, k1]
-        if (ay > py) != (by > py):
-            x = vx[i, k] + (py - ay) * (vx[i, k1] - vx[i, k]) / (by - ay)
-            if px < x:
-                inside = not inside
-    return inside
-
-
-@njit(cache=True, nogil=True)
-def _discs(vx, vy, points, regular):
-    """Per polygon a disc that holds it and one inside it (radius -1 if none), each as
-    (y, x, radius): around its centre or its vertices' mean, whichever is tighter. A
-    candidate's centre may sit near its outline; the mean sits in the middle."""
-    n, n_rays = vx.shape
-    outer = np.empty((n, 3))
-    inner = np.full((n, 3), -1.0)
-    for i in range(n):
-        my, mx = 0.0, 0.0
-        for k in range(n_rays):
-            my += vy[i, k]
-            mx += vx[i, k]
-        first = True
-        for option in range(2):
-            cy = np.float64(points[i, 0]) if option == 0 else my / n_rays
-            cx = np.float64(points[i, 1]) if option == 0 else mx / n_rays
-            r2 = 0.0
-            for k in range(n_rays):
-                r2 = max(r2, (vx[i, k] - cx) ** 2 + (vy[i, k] - cy) ** 2)
-            r = math.sqrt(r2)
-            if first or r < outer[i, 2]:
-                outer[i, 0], outer[i, 1], outer[i, 2] = cy, cx, r
-            first = False
-            if regular[i] and _inside(vx, vy, i, cx, cy):
-                rho2 = math.inf
-                for k in range(n_rays):
-                    k1 = (k + 1) % n_rays
-                    rho2 = min(rho2, _segment_distance2(cx, cy, vx[i, k], vy[i, k], vx[i, k1], vy[i, k1]))
-                rho = math.sqrt(rho2) * (1 - 1e-9)
-                if rho > inner[i, 2]:
-                    inner[i, 0], inner[i, 1], inner[i, 2] = cy, cx, rho
-    return outer, inner
-
-
-@njit(cache=True, nogil=True)
-def _chain(xs, ys, m, hx, hy):
-    """Andrew's monotone chain over ``m`` points sorted by (x, y): the hull, counter-clockwise,
-    from the lowest-left point, into ``hx``/``hy``; returns its length (first point not repeated)."""
-    h = 0
-    for k in range(m):                           # lower hull
-        while h >= 2 and _orient(hx[h - 2], hy[h - 2], hx[h - 1], hy[h - 1], xs[k], ys[k]) <= 0:
-            h -= 1
-        hx[h], hy[h] = xs[k], ys[k]
-        h += 1
-    lower = h + 1
-    for k in range(m - 2, -1, -1):               # upper hull
-        while h >= lower and _orient(hx[h - 2], hy[h - 2], hx[h - 1], hy[h - 1], xs[k], ys[k]) <= 0:
-            h -= 1
-        hx[h], hy[h] = xs[k], ys[k]
-        h += 1
-    return max(1, h - 1)
-
-
-@njit(cache=True, nogil=True)
-def _melkman(vx, vy, i, dx, dy, hx, hy):
-    """Convex hull of simple polygon ``i`` (Melkman 1987, linear time), counter-clockwise from
-    its lowest-left vertex, into ``hx``/``hy``; returns its length. ``dx``/``dy``: the deque."""
-    n = vx.shape[1]
-    xs, ys, m = _distinct(vx, vy, i)
-    first = 0                                    # a start not collinear with the next two
-    for k in range(m):
-        a, b = (k + 1) % m, (k + 2) % m
-        if _orient(xs[k], ys[k], xs[a], ys[a], xs[b], ys[b]) != 0:
-            first = k
-            break
-    bottom = n
-    top = n + 3
-    a, b = (first + 1) % m, (first + 2) % m
-    dx[n], dy[n] = xs[b], ys[b]
-    if _orient(xs[first], ys[first], xs[a], ys[a], xs[b], ys[b]) > 0:
-        dx[n + 1], dy[n + 1], dx[n + 2], dy[n + 2] = xs[first], ys[first], xs[a], ys[a]
-    else:
-        dx[n + 1], dy[n + 1], dx[n + 2], dy[n + 2] = xs[a], ys[a], xs[first], ys[first]
-    dx[n + 3], dy[n + 3] = xs[b], ys[b]
-    for step in range(3, m):
-        k = (first + step) % m
-        x, y = xs[k], ys[k]
-        if _orient(dx[top - 1], dy[top - 1], dx[top], dy[top], x, y) > 0 and \
-                _orient(dx[bottom], dy[bottom], dx[bottom + 1], dy[bottom + 1], x, y) > 0:
-            continue
-        while top - bottom > 2 and _orient(dx[top - 1], dy[top - 1], dx[top], dy[top], x, y) <= 0:
-            top -= 1
-        top += 1
-        dx[top], dy[top] = x, y
-        while top - bottom > 2 and _orient(x, y, dx[bottom], dy[bottom], dx[bottom + 1], dy[bottom + 1]) <= 0:
-            bottom += 1
-        bottom -= 1
-        dx[bottom], dy[bottom] = x, y
-    h = top - bottom                              # the deque holds its first point twice
-    start = bottom
-    for k in range(bottom, top):
-        if dx[k] < dx[start] or (dx[k] == dx[start] and dy[k] < dy[start]):
-            start = k
-    for k in range(h):
-        hx[k], hy[k] = dx[bottom + (start - bottom + k) % h], dy[bottom + (start - bottom + k) % h]
-    return h
-
-
-@njit(cache=True, nogil=True)
-def _shapes(vx, vy, regular):
-    """Per polygon: its convex hull's vertices sorted by (x, y) and their number, twice its
-    exact area (int), its perimeter."""
-    n, n_rays = vx.shape
-    hull_x = np.empty((n, n_rays + 1), np.int64)
-    hull_y = np.empty((n, n_rays + 1), np.int64)
-    hull_n = np.empty(n, np.int64)
-    twice = np.zeros(n, np.int64)
-    perimeter = np.zeros(n)
-    for i in range(n):
-        xs = np.empty(n_rays, np.int64)
-        ys = np.empty(n_rays, np.int64)
-        hx = np.empty(n_rays + 1, np.int64)
-        hy = np.empty(n_rays + 1, np.int64)
-        dx = np.empty(2 * n_rays + 2, np.int64)
-        dy = np.empty(2 * n_rays + 2, np.int64)
-        for k in range(n_rays):
-            k1 = (k + 1) % n_rays
-            twice[i] += vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]
-            perimeter[i] += math.sqrt(float((vx[i, k1] - vx[i, k]) ** 2 + (vy[i, k1] - vy[i, k]) ** 2))
-        if regular[i]:             # a simple outline: Melkman's hull in one pass, no sort
-            h = _melkman(vx, vy, i, dx, dy, hx, hy)
-        else:
-            for k in range(n_rays):
-                x, y = vx[i, k], vy[i, k]            # insertion sort by (x, y)
-                m = k - 1
-                while m >= 0 and (xs[m] > x or (xs[m] == x and ys[m] > y)):
-                    xs[m + 1], ys[m + 1] = xs[m], ys[m]
-                    m -= 1
-                xs[m + 1], ys[m + 1] = x, y
-            h = _chain(xs, ys, n_rays, hx, hy)
-        # the hull runs right along its lower chain, then back left: merge the two by (x, y)
-        low = 0
-        while low + 1 < h and (hx[low + 1] > hx[low] or (hx[low + 1] == hx[low] and hy[low + 1] > hy[low])):
-            low += 1
-        a, b, m = 0, h - 1, 0                       # a: lower chain forward, b: upper chain backward
-        while a <= low or b > low:
-            if b <= low or (a <= low and (hx[a] < hx[b] or (hx[a] == hx[b] and hy[a] <= hy[b]))):
-                hull_x[i, m], hull_y[i, m] = hx[a], hy[a]
-                a += 1
-            else:
-                hull_x[i, m], hull_y[i, m] = hx[b], hy[b]
-                b -= 1
-            m += 1
-        hull_n[i] = m
-    return hull_x, hull_y, hull_n, twice, perimeter
-
-
-@njit(cache=True, nogil=True)
-def _hull_twice_area(shapes, i, j, xs, ys, hx, hy):
-    """Twice the area of the convex hull of both polygons (of their hulls' vertices, merged by
-    (x, y)). ``xs``/``ys``/``hx``/``hy`` are scratch space."""
-    hull_x, hull_y, hull_n = shapes[0], shapes[1], shapes[2]
-    a = b = m = 0
-    while a < hull_n[i] or b < hull_n[j]:
-        if b >= hull_n[j] or (a < hull_n[i] and (hull_x[i, a] < hull_x[j, b] or (
-                hull_x[i, a] == hull_x[j, b] and hull_y[i, a] <= hull_y[j, b]))):
-            xs[m], ys[m] = hull_x[i, a], hull_y[i, a]
-            a += 1
-        else:
-            xs[m], ys[m] = hull_x[j, b], hull_y[j, b]
-            b += 1
-        m += 1
-    h = _chain(xs, ys, m, hx, hy)
-    twice = 0
-    for k in range(h):
-        k1 = (k + 1) % h
-        twice += hx[k] * hy[k1] - hy[k] * hx[k1]
-    return twice
-
-
-@njit(cache=True, nogil=True)
-def _lens(r1, r2, d):
-    """Area of the intersection of two discs."""
-    if r1 <= 0 or r2 <= 0 or d >= r1 + r2:
-        return 0.0
-    if d <= abs(r1 - r2):
-        r = min(r1, r2)
-        return math.pi * r * r
-    a1 = (d * d + r1 * r1 - r2 * r2) / (2 * d * r1)
-    a2 = (d * d + r2 * r2 - r1 * r1) / (2 * d * r2)
-    a1, a2 = math.acos(min(1.0, max(-1.0, a1))), math.acos(min(1.0, max(-1.0, a2)))
-    return r1 * r1 * (a1 - math.sin(2 * a1) / 2) + r2 * r2 * (a2 - math.sin(2 * a2) / 2)
 
 
 #: Polygon ``j`` is moved by this (x, y) before the exact area: no vertex of one integer
@@ -457,7 +158,7 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts):
             denominator = ex * fy - ey * fx
             ts[m] = ((fcx - fax) * fy - (fcy - fay) * fx) / denominator
             m += 1
-            if not _proper_cross(ax, ay, bx, by, cx, cy, dx, dy):
+            if not proper_cross(ax, ay, bx, by, cx, cy, dx, dy):
                 return 0.0, 0.0, True
             length_f = math.sqrt(fx * fx + fy * fy)
             if abs(denominator) < MIN_CROSSING_SINE * length_e * length_f:
@@ -488,7 +189,7 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     """1: ``i`` suppresses ``j``, 0: it does not, -1: only Clipper can tell. ``tiers`` counts
     the pairs each test decided (outer discs, inner discs, hull, exact area, Clipper)."""
     smaller = min(float(area[i]) + 1e-10, float(area[j]) + 1e-10)
-    upper = _lens(outer[i, 2] + ROUNDING, outer[j, 2] + ROUNDING,
+    upper = lens_area(outer[i, 2] + ROUNDING, outer[j, 2] + ROUNDING,
                   math.sqrt((outer[i, 0] - outer[j, 0]) ** 2 + (outer[i, 1] - outer[j, 1]) ** 2))
     if upper == 0.0 and threshold >= 0:
         tiers[0] += 1
@@ -500,13 +201,13 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     if upper / smaller < threshold - 1e-6 and upper + tolerance < threshold * smaller:
         tiers[0] += 1
         return 0
-    lower = _lens(inner[i, 2] - ROUNDING, inner[j, 2] - ROUNDING,
+    lower = lens_area(inner[i, 2] - ROUNDING, inner[j, 2] - ROUNDING,
                   math.sqrt((inner[i, 0] - inner[j, 0]) ** 2 + (inner[i, 1] - inner[j, 1]) ** 2))
     if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
         tiers[1] += 1
         return 1
     twice, perimeter = shapes[3], shapes[4]
-    hull = _hull_twice_area(shapes, i, j, scratch[0], scratch[1], scratch[2], scratch[3])
+    hull = hull_twice_area(shapes, i, j, scratch[0], scratch[1], scratch[2], scratch[3])
     # the union lies in the hull; Clipper's rounding moves the outline at most ROUNDING
     lower = 0.5 * (twice[i] + twice[j] - hull) - ROUNDING * (perimeter[i] + perimeter[j]) - tolerance
     if lower > threshold * smaller and lower / smaller > threshold + 1e-6:
@@ -580,8 +281,6 @@ def _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, s
 def _clipper_area(vx: np.ndarray, vy: np.ndarray, i: int, j: int, outlines: dict | None = None) -> np.float32:
     """StarDist's ``poly_intersection_area``: Clipper, and each result path's area summed in float32.
     ``outlines`` caches the polygons as Clipper paths across calls."""
-    import pyclipper
-
     outlines = {} if outlines is None else outlines
     clipper = pyclipper.Pyclipper()
     for index, kind in ((i, pyclipper.PT_CLIP), (j, pyclipper.PT_SUBJECT)):
@@ -637,9 +336,9 @@ def non_maximum_suppression_inds(dist: np.ndarray, points: np.ndarray, thresh: f
         return ~suppressed
     sin, cos = ray_directions(dist.shape[1])
     vx, vy, box, radius, area = _polygons(dist, points, sin, cos)
-    regular = _regular_all(vx, vy, points)
-    outer, inner = _discs(vx, vy, points, regular)
-    shapes = _shapes(vx, vy, regular)
+    regular = regular_all(vx, vy, points)
+    outer, inner = discs(vx, vy, points, regular)
+    shapes = polygon_shapes(vx, vy, regular)
     max_dist = np.float32(radius.max())
     threshold = float(np.float32(thresh))
     cell = max(8.0, float(np.median(radius)) if n else 8.0)
@@ -659,13 +358,6 @@ def non_maximum_suppression_inds(dist: np.ndarray, points: np.ndarray, thresh: f
     return ~suppressed
 
 
-@njit(cache=True, nogil=True)
-def _regular_all(vx, vy, points):
-    """``_regular`` of every polygon; the quick star test around its centre first."""
-    out = np.empty(vx.shape[0], np.bool_)
-    for i in range(vx.shape[0]):
-        out[i] = _star_around(vx, vy, i, float(points[i, 1]), float(points[i, 0])) or _regular(vx, vy, i)
-    return out
 
 
 def non_maximum_suppression_sparse(dist: np.ndarray, prob: np.ndarray, points: np.ndarray,

@@ -168,10 +168,10 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
                     log(deepen_from(model.keras_model, deepen_base, start_weights).summary(Path(deepen_base)))
                 else:
                     model.keras_model.load_weights(str(start_weights))
+                    log(f"Continuing from {start_weights}.")
             except Exception as error:   # a wrong or broken file must not end in a Keras traceback
                 raise StartWeightsError(f"weights {start_weights} could not be loaded into this architecture "
                                         f"({type(error).__name__}); are they from a model with the same config.json?") from None
-            log(f"Continuing from {start_weights}.")
         compile_with_xla(model, settings.epochs * settings.steps_per_epoch)
         model.prepare_for_training()
         first_epoch, history, best = 0, {}, None
