@@ -119,6 +119,16 @@ def test_architecture_flag_that_contradicts_the_base_model(tmp_path, capsys):
     assert "--n-rays 16: the model in --from has n_rays = 32" in err and "leave out --n-rays" in err
 
 
+def test_grid_flag_sets_the_grid_and_must_agree_with_the_base_model(tmp_path, capsys):
+    args = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o", "--grid", "1"])
+    assert settings_from(args, None).grid == (1, 1)
+    base = fake_model(tmp_path / "base")                                   # grid [2, 2]
+    err = error_of(tmp_path, capsys, "--from", str(base), "--grid", "1")
+    assert "--grid 1: the model in --from has grid = 2" in err and "leave out --grid" in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--grid", "3"])                        # argparse names the choices
+
+
 def test_fine_tuning_into_the_base_folder_is_refused(tmp_path, capsys):
     base = fake_model(tmp_path / "base")
     err = error_of(tmp_path, capsys, "--from", str(base), "--overwrite", out=base)

@@ -20,7 +20,8 @@ from .train import TrainSettings, config_values
 #: features are adapted rather than overwritten by the first few batches.
 FINE_TUNE_LEARNING_RATE = 1e-4
 #: ``train`` flags that set the architecture, and the config.json key each one sets.
-ARCHITECTURE_FLAGS = {"--n-rays": "n_rays", "--unet-depth": "unet_n_depth", "--unet-filters": "unet_n_filter_base"}
+ARCHITECTURE_FLAGS = {"--n-rays": "n_rays", "--unet-depth": "unet_n_depth", "--unet-filters": "unet_n_filter_base",
+                      "--grid": "grid"}
 
 
 class BaseModelError(ValueError):
@@ -73,6 +74,12 @@ def check_architecture_flags(args: argparse.Namespace, base: BaseModel) -> None:
         if flag == "--unet-depth" and value is not None and value < base.config[key]:
             raise BaseModelError(f"--unet-depth {value}: the model in --from has unet_n_depth = {base.config[key]}; "
                                  "fine-tuning can deepen a U-Net (a larger number), not make it shallower")
+        if flag == "--grid" and value is not None:
+            model_grid = list(base.config.get(key, [1, 1]))
+            if model_grid == [value, value]:
+                continue
+            raise BaseModelError(f"--grid {value}: the model in --from has grid = {model_grid[0]}, and fine-tuning "
+                                 "keeps its architecture; leave out --grid")
         if value is not None and value != base.config[key]:
             raise BaseModelError(f"{flag} {value}: the model in --from has {key} = {base.config[key]}, and "
                                  f"fine-tuning keeps its architecture; leave out {flag}")
