@@ -25,7 +25,7 @@ LABEL_DTYPE = "auto"           # "auto", "uint16", "uint32" or "float32"
 LABEL_IDS = "per_plane"        # "per_plane", "unique", "track_t" (track IDs, needs MEASURE) or "link_z" (3D objects)
 WRITE_OBJECTS = True           # also store one outline per nucleus (arivis objects / ImageJ ROIs)
 GPU_MEMORY_MB = None           # None = TensorFlow's GPU memory grows as needed; else a cap in MB
-WORKERS = None                 # processes for NMS + label rendering beside the CNN; None = one per core, 0 = none
+WORKERS = None                 # processes for NMS + label rendering beside the CNN; None = one per core when they pay, 0 = none
 PRECISION = "fp32"             # "fp32": exactly StarDist's labels; "bf16": ~2-4x faster CNN on recent CPUs (OpenVINO)
 BACKEND = None                 # CNN engine: None = auto (OpenVINO for bf16), "tensorflow" or "openvino"
 SCHEDULER = None               # None = this process; "local:N" = N Dask workers here; "tcp://host:8786" = a cluster

@@ -31,6 +31,7 @@ from .plan import Plan, largest_label, make_plan
 from .predict import predict_sparse
 from .resume import Resume, plane_state, restore_numbering, resume_for
 from .tiling import auto_tiles, needs_blocks, predict_blocks
+from .pool_judge import PoolJudge
 from .workers import PendingPool, check_not_bootstrapping, measured, start_pool
 
 
@@ -175,13 +176,27 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
         host.log(f"Planes of {info.size_y} x {info.size_x}: {n_tiles[0]} x {n_tiles[1]} tiles "
                  f"to stay within PLANE_MEMORY_MB ({config.plane_memory_mb}).")
     cnn = lambda image: predict_sparse(model, image, prob_thresh, nms_thresh, n_tiles, scale)  # noqa: E731
-    if pending is not None and not pending.wait:         # WORKERS None: never wait for them
+    if pending is not None and not pending.wait:         # WORKERS None: when it pays, never waited for
         def switched(done: int) -> None:
             host.log(f"{pending.n_workers} worker process(es) post-process beside the CNN from plane "
                      f"{done + 1} on (ready after {pending.ready_after:.1f} s).")
+
+        def begin() -> None:
+            try:
+                pending.begin()
+            except Exception as error:   # noqa: BLE001  (no pool is never a failure)
+                host.log(f"Worker processes could not start ({type(error).__name__}: {error}); "
+                         "segmenting sequentially.")
+
+        def dropped(done: int) -> None:
+            pending.shutdown()
+            host.log(f"Worker processes did not pay here ({judge.verdict_line()}): post-processing goes on "
+                     f"in this process from plane {done + 1} on.")
+        judge = PoolJudge(pending.n_workers)
         yield from stream.switching(steps, read, normalizer, cnn, lambda: pending.poll(host.log), stop,
                                     depth=pending.n_workers + 2, calibration=calibration, on_switch=switched,
-                                    log=host.log)
+                                    log=host.log, judge=judge if not pending.begun else None, begin_pool=begin,
+                                    drop_pool=dropped)
         return
     pool = None if pending is None else pending.ready(host.log)
     if pool is None:
@@ -259,8 +274,7 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
         raise HostError(f"SCHEDULER {config.scheduler!r}: this host's planes cannot be read by Dask workers; "
                         "give an OME-Zarr input (python -m stardist_v4d convert STACK.tif STACK.ome.zarr)")
     pending = None if config.scheduler or uses_blocks(config, info.plane_shape) else start_pool(
-        config.workers, len(resume.left(steps)), info.size_y * info.size_x,
-        host.allows_worker_processes(), host.log)
+        config.workers, len(resume.left(steps)), host.allows_worker_processes(), host.log)
     try:
         return _segment(config, host, plan, summary, pending, started, measuring, record, resume, keep_model)
     finally:

@@ -16,15 +16,17 @@ input channels read with the plane, so measured planes stream like the others.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Iterator, Sequence
 
 import numpy as np
 
 from ..analysis.measure import Calibration
+from .pool_judge import PoolJudge
 from .predict import SparsePrediction
 from .workers import post_process
 
@@ -69,24 +71,64 @@ def switching(steps: Sequence[Step], read: Reader,
               pool_when_ready: Callable[[], Executor | None], stop: Callable[[], bool],
               depth: int, calibration: Calibration | None = None,
               on_switch: Callable[[int], None] = lambda done: None,
-              log: Callable[[str], None] = print) -> Iterator[Result]:
+              log: Callable[[str], None] = print, judge: PoolJudge | None = None,
+              begin_pool: Callable[[], None] = lambda: None,
+              drop_pool: Callable[[int], None] = lambda done: None,
+              clock: Callable[[], float] = time.monotonic) -> Iterator[Result]:
     """Sequential until ``pool_when_ready()`` returns a pool, then ``pipelined`` for the rest.
 
     Why: workers take ~1 s to start; a run that waited for them lost that second on short
     stacks (and more when the model starts fast, as with a converted network). Asked
     before each plane, so the switch happens between planes and the order stays.
     ``on_switch(planes_done)`` is called once, at the switch.
+
+    With a ``judge`` (``pool_judge``), the pool is not started until the sequential planes'
+    times say it pays (``begin_pool()``), and is given up (``drop_pool(planes_done)``, then
+    sequential again) when pooled planes come slower than sequential ones.
     """
-    segment = in_process(normalizer, cnn, calibration)
-    for done, (t, z) in enumerate(steps):
-        pool = pool_when_ready()
+    started = judge is None                      # without a judge the pool is already starting
+    dropped = False
+    done = 0
+    last = clock()
+    while done < len(steps):
+        pool = None if dropped else pool_when_ready()
         if pool is not None:
             on_switch(done)
-            yield from pipelined(steps[done:], read, normalizer, cnn, pool, stop, depth, calibration, log)
-            return
+            keep_going = None if judge is None else _pooled_timer(judge)
+            handed = yield from pipelined(steps[done:], read, normalizer, cnn, pool, stop, depth, calibration, log,
+                                          keep_going, clock)
+            done += handed
+            if done >= len(steps) or stop():
+                return
+            dropped = True
+            drop_pool(done)
+            last = clock()
+            continue
         if stop():
             return
-        yield (t, z, *segment(read(t, z)))
+        t, z = steps[done]
+        plane = read(t, z)
+        prediction = cnn(normalizer(plane.plane))
+        post_started = clock()
+        result = post_process(prediction, plane.channels, calibration, plane.time_point, plane.z)
+        post_seconds = clock() - post_started
+        yield (t, z, *result)
+        now = clock()
+        done += 1
+        if judge is not None:
+            judge.add_sequential(now - last, post_seconds)
+            if not started and not dropped and judge.worth_starting(len(steps) - done):
+                started = True
+                begin_pool()
+        last = now
+
+
+def _pooled_timer(judge: PoolJudge) -> Callable[[float], bool]:
+    """``keep_going`` for ``pipelined``: times each pooled plane, False once the pool loses."""
+    def keep_going(seconds: float) -> bool:
+        judge.add_pooled(seconds)
+        return judge.pool_is_slower() is not True
+    return keep_going
 
 
 def pipelined(steps: Sequence[Step], read: Reader,
@@ -94,8 +136,14 @@ def pipelined(steps: Sequence[Step], read: Reader,
               cnn: Callable[[np.ndarray], SparsePrediction], pool: Executor,
               stop: Callable[[], bool], depth: int = 4,
               calibration: Calibration | None = None,
-              log: Callable[[str], None] = print) -> Iterator[Result]:
+              log: Callable[[str], None] = print,
+              keep_going: Callable[[float], bool] | None = None,
+              clock: Callable[[], float] = time.monotonic) -> Generator[Result, None, int]:
     """Normalization and CNN in one thread, post-processing in ``pool``, results in order.
+
+    Returns how many planes were handed over: all of ``steps`` unless stopped, or unless
+    ``keep_going(seconds since the plane before)``, asked after each plane, said False:
+    then no further plane is started and the ones in flight are handed over first.
 
     A stop, an error or the caller dropping the iterator cancels the planes in
     flight; none of them is handed over. A worker process that dies (killed, out of
@@ -135,19 +183,31 @@ def pipelined(steps: Sequence[Step], read: Reader,
         return future is None or future.done()
 
     in_flight: deque[tuple[int, int, Future]] = deque()
+    handed = 0
+    last = clock()
     try:
         for t, z in steps:
             if stop():
-                return
+                return handed
             in_flight.append((t, z, cnn_thread.submit(cnn_then_post, read(t, z))))
+            going = True
             while len(in_flight) >= depth or head_done():      # hand over what is done, in order
                 t0, z0, post = in_flight.popleft()
                 yield (t0, z0, *result_of(post))
+                handed += 1
+                now = clock()
+                if keep_going is not None and not keep_going(now - last):
+                    going = False
+                last = now
+            if not going:
+                break
         while in_flight:
             if stop():
-                return
+                return handed
             t0, z0, post = in_flight.popleft()
             yield (t0, z0, *result_of(post))
+            handed += 1
+        return handed
     finally:
         for _, _, post in in_flight:
             if not post.cancel() and post.done() and post.exception() is None and post.result()[2] is not None:

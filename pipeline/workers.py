@@ -22,9 +22,6 @@ import numpy as np
 from ..analysis.measure import Calibration
 from .predict import SparsePrediction, instances
 
-#: Worker start-up is ~1 s; below this many plane pixels in a run, no pool is started
-#: (8 planes of 1024 x 1024 save ~1 s on two cores), unless WORKERS asks for one.
-MIN_PIXELS_FOR_POOL = 8 * 1024 * 1024
 #: How long a fresh pool may take to answer before the run gives up on it.
 START_TIMEOUT_S = 120.0   # a first run on a fresh install compiles the numba code in each worker
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -175,16 +172,16 @@ def check_not_bootstrapping() -> None:
             "under `if __name__ == \"__main__\":`")
 
 
-def pool_refusal(wanted: int | None, n_planes: int, plane_pixels: int,
-                 allowed_by_host: bool) -> str | None:
-    """Why no pool is started for this run ("" = nothing worth saying), or None if one should be.
+def pool_refusal(wanted: int | None, n_planes: int, allowed_by_host: bool) -> str | None:
+    """Why no pool may be used in this run ("" = nothing worth saying), or None if one may.
 
-    ``wanted`` is the WORKERS setting: None = one per core when the run is big enough
-    to repay the start-up, 0 = never, n = n workers whenever there are 2+ planes.
+    ``wanted`` is the WORKERS setting: None = one per core on 2+ cores, started only when
+    the run's own plane times say it pays (``pool_judge``), 0 = never, n = n workers
+    whenever there are 2+ planes.
     """
     if wanted == 0 or n_planes < 2:
         return ""
-    if wanted is None and (cores() < 2 or n_planes * plane_pixels < MIN_PIXELS_FOR_POOL):
+    if wanted is None and cores() < 2:
         return ""
     if not allowed_by_host:
         return "Worker processes are not available inside this application: segmenting sequentially."
@@ -199,28 +196,41 @@ class PendingPool:
     ``wait``: the run waits for them before its first plane (WORKERS set to a number);
     otherwise (WORKERS None) planes go sequentially until the workers answer
     (``poll``), so a short run never waits for a pool that it cannot repay.
+    ``deferred``: nothing starts until ``begin()`` (WORKERS None: when the run's plane
+    times say the pool pays).
     """
 
-    def __init__(self, n_workers: int, wait: bool = True) -> None:
+    def __init__(self, n_workers: int, wait: bool = True, deferred: bool = False) -> None:
+        self.n_workers = n_workers
+        self.wait = wait
+        self.ready_after: float | None = None    # seconds the workers took to answer
+        self._failed = False
+        self._warm: list[Future] = []
+        self.executor: ProcessPoolExecutor | None = None
+        if not deferred:
+            self.begin()
+
+    @property
+    def begun(self) -> bool:
+        return self.executor is not None
+
+    def begin(self) -> None:
+        """Start the worker processes (in the background: ``poll`` says when they answer)."""
         import multiprocessing
         import threading
         import time
 
-        self.n_workers = n_workers
-        self.wait = wait
         self.started = time.monotonic()
-        self.ready_after: float | None = None    # seconds the workers took to answer
-        self._failed = False
         # The workers start below, from this thread (one per ``_ready`` job): the
         # parent-death signal is tied to it, so it is only asked for from the main thread.
         main_thread = threading.current_thread() is threading.main_thread()
-        self.executor = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+        self.executor = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_single_threaded, initargs=(main_thread,))
-        self._warm: list[Future] = [self.executor.submit(_ready) for _ in range(n_workers)]
+        self._warm = [self.executor.submit(_ready) for _ in range(self.n_workers)]
 
     def ready(self, log: Callable[[str], None]) -> ProcessPoolExecutor | None:
         """The started pool, or None (said in one line) if it could not start."""
-        if self._failed:
+        if self._failed or not self.begun:
             return None
         try:
             for future in self._warm:
@@ -238,24 +248,26 @@ class PendingPool:
 
     def poll(self, log: Callable[[str], None]) -> ProcessPoolExecutor | None:
         """The pool if every worker has answered, else None at once (a failure is said once)."""
-        if self._failed or not all(future.done() for future in self._warm):
+        if self._failed or not self.begun or not all(future.done() for future in self._warm):
             return None
         return self.ready(log)
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def start_pool(wanted: int | None, n_planes: int, plane_pixels: int, allowed_by_host: bool,
+def start_pool(wanted: int | None, n_planes: int, allowed_by_host: bool,
                log: Callable[[str], None]) -> PendingPool | None:
-    """Begin starting the pool the WORKERS setting asks for, or say why not; never raises."""
-    refusal = pool_refusal(wanted, n_planes, plane_pixels, allowed_by_host)
+    """The pool the WORKERS setting asks for (started now; with None, when it pays), or say
+    why not; never raises."""
+    refusal = pool_refusal(wanted, n_planes, allowed_by_host)
     if refusal is not None:
         if refusal:
             log(refusal)
         return None
     try:
-        return PendingPool(cores() if wanted is None else wanted, wait=wanted is not None)
+        return PendingPool(cores() if wanted is None else wanted, wait=wanted is not None, deferred=wanted is None)
     except Exception as error:
         log(f"Worker processes could not start ({type(error).__name__}: {error}); segmenting sequentially.")
         return None

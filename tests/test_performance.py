@@ -255,16 +255,6 @@ def test_n_tiles_flag_takes_auto_none_or_two_numbers(models_dir, words, n_tiles)
     assert config.n_tiles == n_tiles
 
 
-def test_pool_is_started_only_where_it_pays_and_is_allowed():
-    from stardist_v4d.pipeline.workers import MIN_PIXELS_FOR_POOL, pool_refusal
-    big = MIN_PIXELS_FOR_POOL
-    assert pool_refusal(None, 1, big, True) == ""                 # one plane: never
-    assert pool_refusal(None, 4, 64 * 64, True) == ""             # small run: start-up would not pay
-    assert pool_refusal(0, 100, big, True) == ""                  # WORKERS = 0
-    assert pool_refusal(2, 2, 64 * 64, True) is None              # asked for explicitly
-    assert "not available inside this application" in pool_refusal(2, 100, big, False)
-
-
 UNGUARDED_SCRIPT = """
 from pathlib import Path
 from stardist_v4d.config import Config
