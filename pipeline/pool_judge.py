@@ -9,22 +9,23 @@ to save repays their start, and drops them again if planes come slower with them
 without: a run is never slower than ``WORKERS = 0`` by more than what it took to find out.
 
 Times are whole cycles between two planes handed to the run (read, CNN, post-processing
-and the writing in between), so both ways are measured alike. A run's first plane is
-not a baseline (the CNN's first call compiles its graph).
+and the writing in between), so both ways are measured alike. A run's first plane's
+cycle is not a baseline (the CNN's first call compiles its graph); its post-processing
+time is, so the pool can start right after it.
 """
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
 
-#: CPU seconds one worker takes to start (spawn, imports, the compiled NMS from numba's
-#: cache) and so takes from the CNN; measured 0.7-1.5 s on 2-core machines.
-WORKER_START_S = 1.5
+#: Seconds one worker's start (spawn, imports, the compiled NMS from numba's cache) costs
+#: the run: it runs beside the planes, which it slows while it lasts. Calibrated on a 2-core
+#: Xeon (10 crowded 1024 x 1024 planes, bf16, measuring on): 2 workers, waited for before
+#: the first plane, still saved 1.4 s of 11.6 (WORKERS = 2 against 0, two rounds each).
+WORKER_START_S = 0.5
 #: The share of a plane's post-processing a pool is counted on to hide behind the CNN
 #: before it is started (on two cores the CNN gives up some of its second core).
-HIDDEN_SHARE = 0.5
-#: Sequential planes timed (after the first) before the pool may be started.
-BASELINE_PLANES = 1
+HIDDEN_SHARE = 0.7
 #: Pooled planes handed over before they are timed: the pipeline filling up.
 FILL_PLANES = 2
 #: Pooled planes timed before the verdict, averaged: planes come out of the pipeline in
@@ -46,16 +47,16 @@ class PoolJudge:
     first_skipped: bool = False
 
     def add_sequential(self, seconds: float, post_seconds: float) -> None:
-        """One sequential plane's cycle and its post-processing share; the run's first is not kept."""
+        """One sequential plane's cycle and its post-processing time; the run's first cycle is not kept."""
+        self.post.append(post_seconds)
         if not self.first_skipped:
             self.first_skipped = True
             return
         self.sequential.append(seconds)
-        self.post.append(post_seconds)
 
     def worth_starting(self, remaining: int) -> bool:
         """True when the post-processing the pool would hide on the ``remaining`` planes repays its start."""
-        if len(self.sequential) < BASELINE_PLANES:
+        if not self.post:
             return False
         return remaining * HIDDEN_SHARE * statistics.median(self.post) > self.n_workers * WORKER_START_S
 

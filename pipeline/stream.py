@@ -91,7 +91,8 @@ def switching(steps: Sequence[Step], read: Reader,
     done = 0
     last = clock()
     while done < len(steps):
-        pool = None if dropped else pool_when_ready()
+        baseline = judge is None or bool(judge.sequential)    # one timed sequential plane first
+        pool = None if dropped or not baseline else pool_when_ready()
         if pool is not None:
             on_switch(done)
             keep_going = None if judge is None else _pooled_timer(judge)
