@@ -2,6 +2,7 @@
 
     python bench/fine_tune.py [--data ../shared/data/dsb2018_fluo] [--model fluo_nuclei]
                               [--sizes 1 2 5 10 20] [--epochs 5] [--steps 40] [--plot FILE.png]
+                              [--precision bf16]
 
 "Your images" are one kind of the real training set that the shipped model never saw
 (``training/dsb2018.py``: 256 x 256, dim nuclei of 256-511 px; 43 images, kept out of the
@@ -66,6 +67,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40, help="steps per epoch")
     parser.add_argument("--plot", type=Path, help="write the AP-against-N figure here")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="train's --precision: bf16 is ~1.7x faster on CPUs with AMX or AVX512_BF16")
     args = parser.parse_args(argv)
 
     from stardist_v4d.pipeline.model import load_model
@@ -93,7 +96,8 @@ def main(argv: list[str]) -> int:
             link_pairs(pool[:n], data)
             started = time.monotonic()
             code = train(["--from", args.model, "--images", str(data), "--masks", str(data), "--out", str(out),
-                          "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps)])
+                          "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps),
+                          "--precision", args.precision])
             if code != 0:
                 return code
             score = pooled(score_model(load_model(out.parent, out.name), test))
