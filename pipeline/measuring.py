@@ -115,6 +115,7 @@ class RunMeasurements:
     replay: Callable[[int, int], tuple[np.ndarray, list[np.ndarray]]] | None = None   # a written plane + channels
     tracking: TrackingSettings | None = None   # LAP tracks over time at the end
     written: Callable[[int, int], np.ndarray] | None = None   # reads back a written plane (overlays)
+    side_process: bool = False               # the workbook may be written in a process beside the plots
 
     def __post_init__(self) -> None:
         from ..analysis.measure import column_names
@@ -305,6 +306,7 @@ class MeasurePlan:
     overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
     planes: tuple[int, ...] = ()             # the run's Z planes, bottom to top
     tracking: TrackingSettings | None = None
+    side_process: bool = False               # the workbook may be written in a process beside the plots
 
     def start(self, settings: Mapping[str, str], resume: Mapping | None = None,
               written: Callable[[int, int], np.ndarray] | None = None,
@@ -327,7 +329,7 @@ class MeasurePlan:
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
                                self.track_ids, self.time_increment_s, self.plots, overlay, settings,
                                resume, self.planes if len(self.planes) > 1 else (), replay,
-                               self.tracking, written)
+                               self.tracking, written, self.side_process)
 
     def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
         """Per label, the features the host attaches to objects (None when it attaches none)."""
@@ -374,7 +376,14 @@ def measure_plan(config, host, plan, resuming: bool = False) -> MeasurePlan | No
     return MeasurePlan(calibration, tuple(info.channel_names), info.plane_shape, paths, attach,
                        track_ids, info.time_increment_s, config.plots,
                        (plan.time_points[0], planes[len(planes) // 2]) if planes else None, tuple(planes),
-                       TrackingSettings(config.track_max_distance_um, config.track_gap_frames, config.track_divisions))
+                       TrackingSettings(config.track_max_distance_um, config.track_gap_frames, config.track_divisions),
+                       side_process=_processes_allowed(config, host))
+
+
+def _processes_allowed(config, host) -> bool:
+    """A second process may write the workbook: 2+ cores, processes allowed, WORKERS not 0."""
+    from .workers import cores
+    return config.workers != 0 and cores() >= 2 and host.allows_worker_processes()
 
 
 def _partial(path: Path) -> Path:
