@@ -381,9 +381,10 @@ def measure_plan(config, host, plan, resuming: bool = False) -> MeasurePlan | No
 
 
 def _processes_allowed(config, host) -> bool:
-    """A second process may write the workbook: 2+ cores, processes allowed, WORKERS not 0."""
-    from .workers import cores
-    return config.workers != 0 and cores() >= 2 and host.allows_worker_processes()
+    """A second process may write the workbook where the run may have worker processes
+    (WORKERS not 0, the host and the Python executable allow them), on 2+ cores."""
+    from .workers import cores, pool_refusal
+    return cores() >= 2 and pool_refusal(config.workers, 2, host.allows_worker_processes()) is None
 
 
 def _partial(path: Path) -> Path:

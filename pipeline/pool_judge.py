@@ -44,15 +44,12 @@ class PoolJudge:
     sequential: list[float] = field(default_factory=list)     # seconds per plane, sequential
     post: list[float] = field(default_factory=list)           # of which post-processing
     pooled: list[float] = field(default_factory=list)         # seconds per plane with the pool
-    first_skipped: bool = False
 
     def add_sequential(self, seconds: float, post_seconds: float) -> None:
         """One sequential plane's cycle and its post-processing time; the run's first cycle is not kept."""
         self.post.append(post_seconds)
-        if not self.first_skipped:
-            self.first_skipped = True
-            return
-        self.sequential.append(seconds)
+        if len(self.post) > 1:
+            self.sequential.append(seconds)
 
     def worth_starting(self, remaining: int) -> bool:
         """True when the post-processing the pool would hide on the ``remaining`` planes repays its start."""

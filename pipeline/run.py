@@ -195,7 +195,7 @@ def plane_stream(config: Config, host: Host, plan: Plan, model, normalizer,
         judge = PoolJudge(pending.n_workers)
         yield from stream.switching(steps, read, normalizer, cnn, lambda: pending.poll(host.log), stop,
                                     depth=pending.n_workers + 2, calibration=calibration, on_switch=switched,
-                                    log=host.log, judge=judge if not pending.begun else None, begin_pool=begin,
+                                    log=host.log, judge=judge, begin_pool=begin,
                                     drop_pool=dropped)
         return
     pool = None if pending is None else pending.ready(host.log)

@@ -115,18 +115,24 @@ def _workbook_beside(workbook_args: tuple):
 
 
 def _workbook_notes(workbook_args: tuple, beside) -> list[str]:
-    """Write (or collect from ``beside``) the workbook; its notes, or why it failed.
-
-    A second process that could not write it for any reason but the disk (it died, or a
-    script without a main guard stopped it) is replaced by writing it here."""
+    """The workbook's notes: collected from ``beside`` (the second process), else written here,
+    also when the second process could not write it for any reason but the disk (it died, or a
+    script without a main guard stopped it); or why it could not be written."""
     from ..analysis.excel import write_workbook
     try:
-        try:
-            notes = beside.result() if beside is not None else write_workbook(*workbook_args)
-        except OSError:
-            raise
-        except Exception:   # noqa: BLE001
+        notes = _second_process_notes(beside) if beside is not None else None
+        if notes is None:
             notes = write_workbook(*workbook_args)
-        return notes + [f"Excel workbook: {workbook_args[0]}"]
     except OSError as error:
         return [f"The Excel workbook could not be written ({error}); the CSV tables are complete."]
+    return notes + [f"Excel workbook: {workbook_args[0]}"]
+
+
+def _second_process_notes(beside) -> list[str] | None:
+    """The second process's notes; None if it failed other than on the disk (``OSError`` passes)."""
+    try:
+        return beside.result()
+    except OSError:
+        raise
+    except Exception:   # noqa: BLE001
+        return None

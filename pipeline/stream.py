@@ -71,33 +71,28 @@ def switching(steps: Sequence[Step], read: Reader,
               pool_when_ready: Callable[[], Executor | None], stop: Callable[[], bool],
               depth: int, calibration: Calibration | None = None,
               on_switch: Callable[[int], None] = lambda done: None,
-              log: Callable[[str], None] = print, judge: PoolJudge | None = None,
-              begin_pool: Callable[[], None] = lambda: None,
-              drop_pool: Callable[[int], None] = lambda done: None,
+              log: Callable[[str], None] = print, *, judge: PoolJudge,
+              begin_pool: Callable[[], None], drop_pool: Callable[[int], None],
               clock: Callable[[], float] = time.monotonic) -> Iterator[Result]:
-    """Sequential until ``pool_when_ready()`` returns a pool, then ``pipelined`` for the rest.
+    """Sequential planes, timed; a pool started when they say it pays, then ``pipelined``.
 
-    Why: workers take ~1 s to start; a run that waited for them lost that second on short
-    stacks (and more when the model starts fast, as with a converted network). Asked
-    before each plane, so the switch happens between planes and the order stays.
-    ``on_switch(planes_done)`` is called once, at the switch.
-
-    With a ``judge`` (``pool_judge``), the pool is not started until the sequential planes'
-    times say it pays (``begin_pool()``), and is given up (``drop_pool(planes_done)``, then
-    sequential again) when pooled planes come slower than sequential ones.
+    The ``judge`` (``pool_judge``) reads the sequential planes' times: ``begin_pool()`` is
+    called once they say the pool pays; the pool is used from the first plane after it
+    answers (``pool_when_ready()``, asked between planes, so the order stays; the run never
+    waits for it: workers take ~1 s to start) and ``on_switch(planes_done)`` is called then.
+    It is given up (``drop_pool(planes_done)``, then sequential again) when pooled planes come
+    slower than sequential ones. The sequential planes compute what ``in_process`` does, with
+    the post-processing timed on its own.
     """
-    started = judge is None                      # without a judge the pool is already starting
-    dropped = False
+    started = dropped = False
     done = 0
     last = clock()
     while done < len(steps):
-        baseline = judge is None or bool(judge.sequential)    # one timed sequential plane first
-        pool = None if dropped or not baseline else pool_when_ready()
+        pool = None if dropped or not judge.sequential else pool_when_ready()   # one timed plane first
         if pool is not None:
             on_switch(done)
-            keep_going = None if judge is None else _pooled_timer(judge)
             handed = yield from pipelined(steps[done:], read, normalizer, cnn, pool, stop, depth, calibration, log,
-                                          keep_going, clock)
+                                          _pooled_timer(judge), clock)
             done += handed
             if done >= len(steps) or stop():
                 return
@@ -116,11 +111,10 @@ def switching(steps: Sequence[Step], read: Reader,
         yield (t, z, *result)
         now = clock()
         done += 1
-        if judge is not None:
-            judge.add_sequential(now - last, post_seconds)
-            if not started and not dropped and judge.worth_starting(len(steps) - done):
-                started = True
-                begin_pool()
+        judge.add_sequential(now - last, post_seconds)
+        if not started and not dropped and judge.worth_starting(len(steps) - done):
+            started = True
+            begin_pool()
         last = now
 
 

@@ -193,21 +193,20 @@ def pool_refusal(wanted: int | None, n_planes: int, allowed_by_host: bool) -> st
 class PendingPool:
     """Worker processes starting in the background (while the model loads).
 
-    ``wait``: the run waits for them before its first plane (WORKERS set to a number);
-    otherwise (WORKERS None) planes go sequentially until the workers answer
-    (``poll``), so a short run never waits for a pool that it cannot repay.
-    ``deferred``: nothing starts until ``begin()`` (WORKERS None: when the run's plane
-    times say the pool pays).
+    ``wait``: started now, and the run waits for them before its first plane (WORKERS set
+    to a number); otherwise (WORKERS None) nothing starts until ``begin()`` (when the run's
+    plane times say the pool pays), and planes go sequentially until the workers answer
+    (``poll``), so a run never waits for a pool that it cannot repay.
     """
 
-    def __init__(self, n_workers: int, wait: bool = True, deferred: bool = False) -> None:
+    def __init__(self, n_workers: int, wait: bool = True) -> None:
         self.n_workers = n_workers
         self.wait = wait
         self.ready_after: float | None = None    # seconds the workers took to answer
         self._failed = False
         self._warm: list[Future] = []
         self.executor: ProcessPoolExecutor | None = None
-        if not deferred:
+        if wait:
             self.begin()
 
     @property
@@ -267,7 +266,7 @@ def start_pool(wanted: int | None, n_planes: int, allowed_by_host: bool,
             log(refusal)
         return None
     try:
-        return PendingPool(cores() if wanted is None else wanted, wait=wanted is not None, deferred=wanted is None)
+        return PendingPool(cores() if wanted is None else wanted, wait=wanted is not None)
     except Exception as error:
         log(f"Worker processes could not start ({type(error).__name__}: {error}); segmenting sequentially.")
         return None

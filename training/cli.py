@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"(default: {TrainSettings.unet_n_filter_base}; with --from: the model's)")
     advanced.add_argument("--grid", type=int, choices=(1, 2, 4),
                           help=f"subsampling of the predicted maps, both axes (default: {TrainSettings.grid[0]}; "
-                               "1 finds smaller nuclei at about 3x the network's cost; with --from: the model's)")
+                               "1 finds smaller nuclei at 2-3x the network's cost; with --from: the model's)")
     return parser
 
 
