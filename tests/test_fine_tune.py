@@ -119,12 +119,14 @@ def test_architecture_flag_that_contradicts_the_base_model(tmp_path, capsys):
     assert "--n-rays 16: the model in --from has n_rays = 32" in err and "leave out --n-rays" in err
 
 
-def test_grid_flag_sets_the_grid_and_must_agree_with_the_base_model(tmp_path, capsys):
+def test_grid_flag_sets_the_grid_and_can_only_make_the_base_models_finer(tmp_path, capsys):
     args = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o", "--grid", "1"])
     assert settings_from(args, None).grid == (1, 1)
     base = fake_model(tmp_path / "base")                                   # grid [2, 2]
-    err = error_of(tmp_path, capsys, "--from", str(base), "--grid", "1")
-    assert "--grid 1: the model in --from has grid = 2" in err and "leave out --grid" in err
+    err = error_of(tmp_path, capsys, "--from", str(base), "--grid", "4")
+    assert "--grid 4: the model in --from has grid = 2" in err and "not coarser" in err
+    finer = build_parser().parse_args(["--images", "i", "--masks", "m", "--out", "o", "--from", str(base), "--grid", "1"])
+    assert settings_from(finer, find_base_model(base)).grid == (1, 1)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--grid", "3"])                        # argparse names the choices
 
@@ -157,9 +159,9 @@ def test_deepening_carries_the_upper_levels_over_and_starts_the_new_ones_random(
     assert main(["--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--out", str(out),
                  "--from", str(base), "--unet-depth", "2", "--learning-rate", "1e-12", *SCHEDULE]) == 0
     said = capsys.readouterr().out
-    assert "Deepening base: 9 of 15 layers take its weights, 6 (the new lowest level and the middle) start random" in said
+    assert "Reshaping base: 9 of 15 layers take its weights, 6 (new, or of another shape) start random" in said
     assert json.loads((out / "config.json").read_text())["unet_n_depth"] == 2
-    assert json.loads((out / "training.json").read_text())["deepened_from"] == str(base.resolve())
+    assert json.loads((out / "training.json").read_text())["transferred_from"] == str(base.resolve())
 
     shallow = {layer.name: layer.get_weights() for layer in
                StarDist2D(None, name="base", basedir=str(base.parent)).keras_model.layers if layer.weights}
@@ -169,6 +171,30 @@ def test_deepening_carries_the_upper_levels_over_and_starts_the_new_ones_random(
         assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(shallow[name], deep[name]))
     assert "down_level_1_no_0" in deep and "down_level_1_no_0" not in shallow
     assert deep["middle_0"][0].shape != shallow["middle_0"][0].shape                      # the middle moved down
+
+
+def test_a_finer_grid_keeps_the_unet_and_starts_only_its_first_convolution_random(tmp_path, capsys):
+    from stardist.models import StarDist2D
+    from stardist_v4d.training.synthetic import synthetic_dataset
+
+    base = make_tiny_model(tmp_path / "models", "base", n_rays=8)          # grid 2: two convolutions and a pooling in front
+    images, masks = synthetic_dataset(1, shape=(96, 96), seed=3)
+    write_pairs(tmp_path, {f"img{i}": pair for i, pair in enumerate(zip(images, masks))})
+    out = tmp_path / "models" / "finer"
+    assert main(["--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--out", str(out),
+                 "--from", str(base), "--grid", "1", "--learning-rate", "1e-12", *SCHEDULE]) == 0
+    said = capsys.readouterr().out
+    assert "Reshaping base:" in said and "1 (new, or of another shape) start random" in said
+    assert json.loads((out / "config.json").read_text())["grid"] == [1, 1]
+    assert json.loads((out / "training.json").read_text())["transferred_from"] == str(base.resolve())
+
+    coarse = {layer.name: layer.get_weights() for layer in
+              StarDist2D(None, name="base", basedir=str(base.parent)).keras_model.layers if layer.weights}
+    fine = {layer.name: layer.get_weights() for layer in
+            StarDist2D(None, name="finer", basedir=str(out.parent)).keras_model.layers if layer.weights}
+    for name in ("down_level_0_no_1", "middle_0", "up_level_0_no_0", "features", "prob", "dist"):
+        assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(coarse[name], fine[name]))
+    assert fine["down_level_0_no_0"][0].shape[2] == 1 != coarse["down_level_0_no_0"][0].shape[2]   # sees the image now
 
 
 def test_fine_tuning_cannot_make_the_unet_shallower(tmp_path, capsys):

@@ -113,7 +113,7 @@ def settings_from(args: argparse.Namespace, base: BaseModel | None) -> TrainSett
     """The training settings the flags ask for; with ``--from``, the architecture is the model's."""
     if base is not None:
         check_architecture_flags(args, base)
-        architecture = base.architecture(deeper=args.unet_depth)
+        architecture = base.architecture(deeper=args.unet_depth, finer_grid=args.grid)
     else:
         given = {"n_rays": args.n_rays, "unet_n_depth": args.unet_depth, "unet_n_filter_base": args.unet_filters,
                  "grid": (args.grid, args.grid) if args.grid is not None else None}
@@ -264,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
             log("This CPU has no bf16 instructions (AVX512_BF16 or AMX): bf16 training is emulated and "
                 "slower than fp32 here.")
     if resume is not None:                       # the record of where the run started carries over
-        deepen_base = run.get("deepened_from")
+        transfer_base = run.get("transferred_from")
     else:
-        deepen_base = base.folder if base is not None and settings.unet_n_depth > base.config["unet_n_depth"] else None
+        reshaped = base is not None and (settings.unet_n_depth > base.config["unet_n_depth"]
+                                         or list(settings.grid) != list(base.config.get("grid", [1, 1])))
+        transfer_base = base.folder if reshaped else None
     if base is not None:
         log(f"Fine-tuning {base.folder.name} ({base.weights}), learning rate {settings.learning_rate:g}.")
 
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         _clear_model_folder(args.out)
     try:
         result = train_model(images, masks, args.out, settings, log=log, start_weights=start_weights,
-                             deepen_base=deepen_base, resume=resume, run=run)
+                             transfer_base=transfer_base, resume=resume, run=run)
     except StartWeightsError as error:          # nothing trained: leave no half-made model folder
         _clear_model_folder(args.out)
         if created:

@@ -34,10 +34,11 @@ class BaseModel:
     weights: Path
     config: dict
 
-    def architecture(self, deeper: int | None = None) -> dict:
-        """``TrainSettings`` keywords that rebuild this model's network exactly (or ``deeper``)."""
+    def architecture(self, deeper: int | None = None, finer_grid: int | None = None) -> dict:
+        """``TrainSettings`` keywords that rebuild this model's network exactly (or ``deeper``, or on a finer grid)."""
         decided_by_settings = config_values(TrainSettings())
-        return {"n_rays": self.config["n_rays"], "grid": tuple(self.config.get("grid", (1, 1))),
+        grid = tuple(self.config.get("grid", (1, 1)))
+        return {"n_rays": self.config["n_rays"], "grid": (finer_grid, finer_grid) if finer_grid else grid,
                 "unet_n_depth": max(deeper or 0, self.config["unet_n_depth"]),
                 "unet_n_filter_base": self.config["unet_n_filter_base"],
                 "extra_config": {k: v for k, v in self.config.items() if k not in decided_by_settings}}
@@ -70,16 +71,16 @@ def check_architecture_flags(args: argparse.Namespace, base: BaseModel) -> None:
     for flag, key in ARCHITECTURE_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if flag == "--unet-depth" and value is not None and value > base.config[key]:
-            continue                    # deepening: training.deepen carries the upper levels over
+            continue                    # deepening: training.transfer carries the upper levels over
         if flag == "--unet-depth" and value is not None and value < base.config[key]:
             raise BaseModelError(f"--unet-depth {value}: the model in --from has unet_n_depth = {base.config[key]}; "
                                  "fine-tuning can deepen a U-Net (a larger number), not make it shallower")
         if flag == "--grid" and value is not None:
             model_grid = list(base.config.get(key, [1, 1]))
-            if model_grid == [value, value]:
-                continue
-            raise BaseModelError(f"--grid {value}: the model in --from has grid = {model_grid[0]}, and fine-tuning "
-                                 "keeps its architecture; leave out --grid")
+            if model_grid == [value, value] or (model_grid[0] == model_grid[1] and value < model_grid[0]):
+                continue                # a finer grid: training.transfer carries the U-Net over
+            raise BaseModelError(f"--grid {value}: the model in --from has grid = {model_grid[0]}; fine-tuning "
+                                 f"can make the grid finer (a smaller number), not coarser; leave out --grid")
         if value is not None and value != base.config[key]:
             raise BaseModelError(f"{flag} {value}: the model in --from has {key} = {base.config[key]}, and "
                                  f"fine-tuning keeps its architecture; leave out {flag}")

@@ -117,13 +117,13 @@ def config_values(settings: TrainSettings) -> dict:
 def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Path,
                 settings: TrainSettings = TrainSettings(), log=print,
                 validation: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
-                start_weights: Path | None = None, deepen_base: Path | None = None,
+                start_weights: Path | None = None, transfer_base: Path | None = None,
                 resume=None, run: dict | None = None) -> TrainResult:
     """Train on raw ``(Y, X)`` images and instance masks; write a model folder.
 
     ``start_weights`` (an ``.h5`` of the same architecture) continues training from an
-    earlier model instead of from random weights; with ``deepen_base`` (that model's
-    folder, a shallower U-Net) only the layers that fit are taken (``deepen``). ``resume`` (a ``checkpoint.Checkpoint``
+    earlier model instead of from random weights; with ``transfer_base`` (that model's
+    folder: a shallower U-Net, or a coarser grid) only the layers that fit are taken (``transfer``). ``resume`` (a ``checkpoint.Checkpoint``
     of this folder) continues a stopped run at its next epoch; ``run`` describes the
     run for its checkpoint (data folders, ...), so ``train --resume`` can restart it.
 
@@ -163,9 +163,9 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
         float32_outputs(model.keras_model)          # StarDist's losses and metrics take float32 predictions
         if start_weights is not None:
             try:
-                if deepen_base is not None:
-                    from .deepen import deepen_from
-                    log(deepen_from(model.keras_model, deepen_base, start_weights).summary(Path(deepen_base)))
+                if transfer_base is not None:
+                    from .transfer import transfer_from
+                    log(transfer_from(model.keras_model, transfer_base, start_weights).summary(Path(transfer_base)))
                 else:
                     model.keras_model.load_weights(str(start_weights))
                     log(f"Continuing from {start_weights}.")
@@ -188,7 +188,7 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
 
     run = dict(run or {}, settings={k: v for k, v in settings.__dict__.items()},
                start_weights=str(start_weights) if start_weights is not None else None,
-               deepened_from=str(deepen_base) if deepen_base is not None else None,
+               transferred_from=str(transfer_base) if transfer_base is not None else None,
                seconds_before=float(resume.run.get("seconds_so_far", 0.0)) if resume is not None else 0.0)
     interrupted = False
     try:
@@ -217,8 +217,8 @@ def train_model(images: list[np.ndarray], masks: list[np.ndarray], model_dir: Pa
     seconds = time.monotonic() - started
     (model_dir / "training.json").write_text(json.dumps({
         "settings": {k: v for k, v in settings.__dict__.items()},
-        "start_weights": run["start_weights"], "deepened_from": run["deepened_from"],
-        "data": {k: v for k, v in run.items() if k not in ("settings", "start_weights", "deepened_from")},
+        "start_weights": run["start_weights"], "transferred_from": run["transferred_from"],
+        "data": {k: v for k, v in run.items() if k not in ("settings", "start_weights", "transferred_from")},
         "history": history, "thresholds": thresholds, "verdict": verdict,
         "interrupted": interrupted, "seconds": round(seconds + run["seconds_before"], 1),
     }, indent=2, default=str))

@@ -1,10 +1,12 @@
-"""Start a deeper U-Net from a trained shallower one (``train --from MODEL --unet-depth N``).
+"""Start a reshaped network from a trained one (``train --from MODEL --unet-depth N`` or ``--grid 1``).
 
 A StarDist U-Net one level deeper keeps every layer of the shallower one at the same
 resolution with the same shape (the down and up convolutions of the upper levels, the
-feature and output layers); only the new lowest level and the middle block change. Those
-weights are copied, the new layers start random, so a larger receptive field costs a
-short training instead of a run from scratch. Layers are paired by name and by their
+feature and output layers); only the new lowest level and the middle block change. A
+finer grid drops the convolutions and pooling in front of the U-Net, so only the U-Net's
+first convolution changes shape (it sees the image, not 32 features). Those weights are
+copied, the new layers start random, so a larger receptive field or full-resolution
+maps cost a short training instead of a run from scratch. Layers are paired by name and by their
 order among layers of the same name stem (Keras numbers unnamed layers per process),
 and copied only where every weight has the same shape.
 """
@@ -23,8 +25,8 @@ class Transfer:
     new: int          # layers that start random (new, or of another shape)
 
     def summary(self, base: Path) -> str:
-        return (f"Deepening {base.name}: {self.copied} of {self.copied + self.new} layers take its weights, "
-                f"{self.new} (the new lowest level and the middle) start random.")
+        return (f"Reshaping {base.name}: {self.copied} of {self.copied + self.new} layers take its weights, "
+                f"{self.new} (new, or of another shape) start random.")
 
 
 def _layer_keys(keras_model) -> dict[tuple[str, int], object]:
@@ -54,7 +56,7 @@ def copy_matching_weights(target, source) -> Transfer:
     return Transfer(copied, new)
 
 
-def deepen_from(target, base_folder: Path, weights: Path) -> Transfer:
+def transfer_from(target, base_folder: Path, weights: Path) -> Transfer:
     """Build the model in ``base_folder``, load ``weights`` into it, and copy what fits into ``target``."""
     from stardist.models import StarDist2D
 
