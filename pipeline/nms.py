@@ -121,29 +121,76 @@ def _inside_shifted(vx, vy, q, sx, sy, px, py):
 
 
 @njit(cache=True, nogil=True)
-def _boundary_part(vx, vy, p, sp, q, sq, ts):
+def _boundary_part(vx, vy, p, sp, q, sq, ts, near):
     """Green's-theorem share of polygon ``p``'s edges (moved by ``sp`` times the shift) inside
     polygon ``q`` (moved by ``sq`` times it), and the bound on what Clipper's rounding of the
-    crossings can change; ``degenerate`` when two crossing edges are near parallel, or when
-    the outlines touch (a crossing that only the shift makes proper: there Clipper adds
-    rounded points of its own, and no bound per crossing holds). ``ts`` is scratch space."""
+    crossings can change; ``degenerate`` when two properly crossing edges are near parallel
+    (Clipper may then clamp the crossing point along an edge), or when the walk does not
+    close (an odd number of crossings: never seen, but then only Clipper can tell).
+
+    Where the outlines only touch (a vertex on the other outline, collinear edges: a
+    crossing that only the shift makes proper) the point Clipper finds is that integer
+    vertex, so nothing is rounded; the rounding bound is still added there, which only
+    widens the margin. Only edges of ``p`` that reach ``q``'s bounding box can be inside
+    ``q``, and only ``q``'s edges that reach ``p``'s box (listed in ``near``) can cross
+    them; whether an edge starts inside ``q`` follows from the edge before it (each
+    crossing flips it), so the point-in-polygon test runs at most once, when every edge
+    of ``p`` reaches the box. ``ts`` and ``near`` are scratch space."""
     n = vx.shape[1]
+    psx, psy, qsx, qsy = sp * SHIFT_X, sp * SHIFT_Y, sq * SHIFT_X, sq * SHIFT_Y
+    # bounding boxes, widened by a pixel: the shifts are far smaller
+    px0, px1, py0, py1 = vx[p, 0], vx[p, 0], vy[p, 0], vy[p, 0]
+    qx0, qx1, qy0, qy1 = vx[q, 0], vx[q, 0], vy[q, 0], vy[q, 0]
+    for k in range(1, n):
+        px0, px1 = min(px0, vx[p, k]), max(px1, vx[p, k])
+        py0, py1 = min(py0, vy[p, k]), max(py1, vy[p, k])
+        qx0, qx1 = min(qx0, vx[q, k]), max(qx1, vx[q, k])
+        qy0, qy1 = min(qy0, vy[q, k]), max(qy1, vy[q, k])
+    n_near = 0
+    for b in range(n):
+        b1 = (b + 1) % n
+        cx, cy, dx, dy = vx[q, b], vy[q, b], vx[q, b1], vy[q, b1]
+        if (cx == dx and cy == dy) or max(cx, dx) < px0 - 1 or min(cx, dx) > px1 + 1 \
+                or max(cy, dy) < py0 - 1 or min(cy, dy) > py1 + 1:
+            continue
+        near[n_near] = b
+        n_near += 1
+    # start the walk at an edge outside q's box (it starts outside q), if there is one
+    start = -1
+    for a in range(n):
+        a1 = (a + 1) % n
+        if max(vx[p, a], vx[p, a1]) < qx0 - 1 or min(vx[p, a], vx[p, a1]) > qx1 + 1 \
+                or max(vy[p, a], vy[p, a1]) < qy0 - 1 or min(vy[p, a], vy[p, a1]) > qy1 + 1:
+            start = a
+            break
+    if start < 0:
+        start = 0
+        inside = _inside_shifted(vx, vy, q, qsx, qsy, vx[p, 0] + psx, vy[p, 0] + psy)
+    else:
+        inside = False
+    first_inside = inside
     total = 0.0
     margin = 0.0
-    psx, psy, qsx, qsy = sp * SHIFT_X, sp * SHIFT_Y, sq * SHIFT_X, sq * SHIFT_Y
-    for a in range(n):
+    for step in range(n):
+        a = (start + step) % n
         a1 = (a + 1) % n
         ax, ay, bx, by = vx[p, a], vy[p, a], vx[p, a1], vy[p, a1]
         if ax == bx and ay == by:
             continue
+        if max(ax, bx) < qx0 - 1 or min(ax, bx) > qx1 + 1 or max(ay, by) < qy0 - 1 or min(ay, by) > qy1 + 1:
+            if inside:                       # an edge outside q's box cannot start inside q
+                return 0.0, 0.0, True
+            continue
         ex, ey = float(bx - ax), float(by - ay)
         fax, fay = ax + psx, ay + psy
         length_e = math.sqrt(ex * ex + ey * ey)
+        ex0, ex1, ey0, ey1 = min(ax, bx), max(ax, bx), min(ay, by), max(ay, by)
         m = 0
-        for b in range(n):
+        for u in range(n_near):
+            b = near[u]
             b1 = (b + 1) % n
             cx, cy, dx, dy = vx[q, b], vy[q, b], vx[q, b1], vy[q, b1]
-            if cx == dx and cy == dy:
+            if max(cx, dx) < ex0 - 1 or min(cx, dx) > ex1 + 1 or max(cy, dy) < ey0 - 1 or min(cy, dy) > ey1 + 1:
                 continue
             fx, fy = float(dx - cx), float(dy - cy)
             fcx, fcy = cx + qsx, cy + qsy
@@ -158,10 +205,9 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts):
             denominator = ex * fy - ey * fx
             ts[m] = ((fcx - fax) * fy - (fcy - fay) * fx) / denominator
             m += 1
-            if not proper_cross(ax, ay, bx, by, cx, cy, dx, dy):
-                return 0.0, 0.0, True
             length_f = math.sqrt(fx * fx + fy * fy)
-            if abs(denominator) < MIN_CROSSING_SINE * length_e * length_f:
+            if proper_cross(ax, ay, bx, by, cx, cy, dx, dy) and \
+                    abs(denominator) < MIN_CROSSING_SINE * length_e * length_f:
                 return 0.0, 0.0, True
             margin += 0.5 * ROUNDING * (length_e + length_f) + 0.5 * ROUNDING * ROUNDING
         for u in range(1, m):                        # few crossings per edge: insertion sort
@@ -171,7 +217,6 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts):
                 ts[v + 1] = ts[v]
                 v -= 1
             ts[v + 1] = t
-        inside = _inside_shifted(vx, vy, q, qsx, qsy, fax, fay)
         t0 = 0.0
         for u in range(m + 1):
             t1 = ts[u] if u < m else 1.0
@@ -179,8 +224,11 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts):
                 x0, y0 = fax + t0 * ex, fay + t0 * ey
                 x1, y1 = fax + t1 * ex, fay + t1 * ey
                 total += 0.5 * (x0 * y1 - y0 * x1)
-            inside = not inside
+            if u < m:
+                inside = not inside
             t0 = t1
+    if inside != first_inside:                       # the walk must close where it began
+        return 0.0, 0.0, True
     return total, margin, False
 
 
@@ -213,11 +261,11 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     if lower > threshold * smaller and lower / smaller > threshold + 1e-6:
         tiers[2] += 1
         return 1
-    part_i, margin_i, degenerate = _boundary_part(vx, vy, i, 0.0, j, 1.0, ts)
+    part_i, margin_i, degenerate = _boundary_part(vx, vy, i, 0.0, j, 1.0, ts, scratch[0])
     if degenerate:
         tiers[4] += 1
         return -1
-    part_j, margin_j, degenerate = _boundary_part(vx, vy, j, 1.0, i, 0.0, ts)
+    part_j, margin_j, degenerate = _boundary_part(vx, vy, j, 1.0, i, 0.0, ts, scratch[0])
     if degenerate:
         tiers[4] += 1
         return -1

@@ -65,11 +65,10 @@ def star_around(vx, vy, i, cx, cy):
 
 
 @njit(cache=True, nogil=True)
-def distinct_vertices(vx, vy, i):
-    """Polygon ``i``'s vertices without repeats of the one before (around the loop): x, y, count."""
+def distinct_vertices(vx, vy, i, xs, ys):
+    """Polygon ``i``'s vertices without repeats of the one before (around the loop) into
+    ``xs``/``ys``; returns xs, ys and their count."""
     n = vx.shape[1]
-    xs = np.empty(n, np.int64)
-    ys = np.empty(n, np.int64)
     m = 0
     for k in range(n):
         if m == 0 or vx[i, k] != xs[m - 1] or vy[i, k] != ys[m - 1]:
@@ -83,7 +82,7 @@ def distinct_vertices(vx, vy, i):
 @njit(cache=True, nogil=True)
 def is_regular(vx, vy, i):
     """Polygon ``i`` is simple and counter-clockwise with positive area (duplicate points aside)."""
-    xs, ys, m = distinct_vertices(vx, vy, i)
+    xs, ys, m = distinct_vertices(vx, vy, i, np.empty(vx.shape[1], np.int64), np.empty(vx.shape[1], np.int64))
     if m < 3:
         return False
     twice = 0
@@ -190,11 +189,12 @@ def hull_chain(xs, ys, m, hx, hy):
 
 
 @njit(cache=True, nogil=True)
-def melkman_hull(vx, vy, i, dx, dy, hx, hy):
+def melkman_hull(vx, vy, i, dx, dy, hx, hy, xs, ys):
     """Convex hull of simple polygon ``i`` (Melkman 1987, linear time), counter-clockwise from
-    its lowest-left vertex, into ``hx``/``hy``; returns its length. ``dx``/``dy``: the deque."""
+    its lowest-left vertex, into ``hx``/``hy``; returns its length. ``dx``/``dy``: the deque,
+    ``xs``/``ys``: scratch for the distinct vertices."""
     n = vx.shape[1]
-    xs, ys, m = distinct_vertices(vx, vy, i)
+    xs, ys, m = distinct_vertices(vx, vy, i, xs, ys)
     first = 0                                    # a start not collinear with the next two
     for k in range(m):
         a, b = (k + 1) % m, (k + 2) % m
@@ -244,19 +244,19 @@ def shapes(vx, vy, regular):
     hull_n = np.empty(n, np.int64)
     twice = np.zeros(n, np.int64)
     perimeter = np.zeros(n)
+    xs = np.empty(n_rays, np.int64)                 # scratch, reused polygon after polygon
+    ys = np.empty(n_rays, np.int64)
+    hx = np.empty(n_rays + 1, np.int64)
+    hy = np.empty(n_rays + 1, np.int64)
+    dx = np.empty(2 * n_rays + 2, np.int64)
+    dy = np.empty(2 * n_rays + 2, np.int64)
     for i in range(n):
-        xs = np.empty(n_rays, np.int64)
-        ys = np.empty(n_rays, np.int64)
-        hx = np.empty(n_rays + 1, np.int64)
-        hy = np.empty(n_rays + 1, np.int64)
-        dx = np.empty(2 * n_rays + 2, np.int64)
-        dy = np.empty(2 * n_rays + 2, np.int64)
         for k in range(n_rays):
             k1 = (k + 1) % n_rays
             twice[i] += vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]
             perimeter[i] += math.sqrt(float((vx[i, k1] - vx[i, k]) ** 2 + (vy[i, k1] - vy[i, k]) ** 2))
         if regular[i]:             # a simple outline: Melkman's hull in one pass, no sort
-            h = melkman_hull(vx, vy, i, dx, dy, hx, hy)
+            h = melkman_hull(vx, vy, i, dx, dy, hx, hy, xs, ys)
         else:
             for k in range(n_rays):
                 x, y = vx[i, k], vy[i, k]            # insertion sort by (x, y)
