@@ -38,7 +38,7 @@ import pyclipper
 from numba import njit
 
 from .polygon_geometry import discs, hull_twice_area, lens_area, proper_cross, regular_all
-from .polygon_geometry import shapes as polygon_shapes
+from .polygon_geometry import empty_shapes, shape_of
 
 #: Clipper's crossing points are rounded to integers: at most this far from the exact one.
 ROUNDING = 0.75
@@ -254,6 +254,8 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
         tiers[1] += 1
         return 1
+    shape_of(vx, vy, regular, i, shapes, scratch)
+    shape_of(vx, vy, regular, j, shapes, scratch)
     twice, perimeter = shapes[3], shapes[4]
     hull = hull_twice_area(shapes, i, j, scratch[0], scratch[1], scratch[2], scratch[3])
     # the union lies in the hull; Clipper's rounding moves the outline at most ROUNDING
@@ -289,7 +291,7 @@ def _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, s
     left ``count`` pairs for Clipper (in ``pending``), ``(n, 0)`` when done."""
     n = points.shape[0]
     ts = np.empty(vx.shape[1], np.float64)
-    scratch = np.empty((4, 2 * vx.shape[1] + 4), np.int64)
+    scratch = np.empty((6, 2 * vx.shape[1] + 4), np.int64)
     rows, cols = grid_shape
     for i in range(start, n - 1):
         if suppressed[i]:
@@ -386,7 +388,7 @@ def non_maximum_suppression_inds(dist: np.ndarray, points: np.ndarray, thresh: f
     vx, vy, box, radius, area = _polygons(dist, points, sin, cos)
     regular = regular_all(vx, vy, points)
     outer, inner = discs(vx, vy, points, regular)
-    shapes = polygon_shapes(vx, vy, regular)
+    shapes = empty_shapes(n, dist.shape[1])
     max_dist = np.float32(radius.max())
     threshold = float(np.float32(thresh))
     cell = max(8.0, float(np.median(radius)) if n else 8.0)

@@ -235,52 +235,69 @@ def melkman_hull(vx, vy, i, dx, dy, hx, hy, xs, ys):
 
 
 @njit(cache=True, nogil=True)
-def shapes(vx, vy, regular):
-    """Per polygon: its convex hull's vertices sorted by (x, y) and their number, twice its
-    exact area (int), its perimeter."""
-    n, n_rays = vx.shape
-    hull_x = np.empty((n, n_rays + 1), np.int64)
-    hull_y = np.empty((n, n_rays + 1), np.int64)
-    hull_n = np.empty(n, np.int64)
-    twice = np.zeros(n, np.int64)
-    perimeter = np.zeros(n)
-    xs = np.empty(n_rays, np.int64)                 # scratch, reused polygon after polygon
-    ys = np.empty(n_rays, np.int64)
-    hx = np.empty(n_rays + 1, np.int64)
-    hy = np.empty(n_rays + 1, np.int64)
-    dx = np.empty(2 * n_rays + 2, np.int64)
-    dy = np.empty(2 * n_rays + 2, np.int64)
-    for i in range(n):
+def empty_shapes(n, n_rays):
+    """Room for ``shapes`` of ``n`` polygons, none computed yet (hull count -1): the NMS
+    fills a polygon's only when a pair of it reaches the hull test (``shape_of``)."""
+    return (np.empty((n, n_rays + 1), np.int64), np.empty((n, n_rays + 1), np.int64),
+            np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n))
+
+
+@njit(cache=True, nogil=True)
+def shape_of(vx, vy, regular, i, shapes, scratch):
+    """Fill polygon ``i``'s entry of ``shapes`` (once): its convex hull's vertices sorted by
+    (x, y) and their number, twice its exact area (int), its perimeter. ``scratch``: 6 rows."""
+    hull_x, hull_y, hull_n, twice, perimeter = shapes
+    if hull_n[i] >= 0:
+        return
+    n_rays = vx.shape[1]
+    xs, ys, hx, hy, dx, dy = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    twice[i] = 0
+    perimeter[i] = 0.0
+    for k in range(n_rays):
+        k1 = (k + 1) % n_rays
+        twice[i] += vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]
+        perimeter[i] += math.sqrt(float((vx[i, k1] - vx[i, k]) ** 2 + (vy[i, k1] - vy[i, k]) ** 2))
+    if regular[i]:             # a simple outline: Melkman's hull in one pass, no sort
+        h = melkman_hull(vx, vy, i, dx, dy, hx, hy, xs, ys)
+    else:
         for k in range(n_rays):
-            k1 = (k + 1) % n_rays
-            twice[i] += vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]
-            perimeter[i] += math.sqrt(float((vx[i, k1] - vx[i, k]) ** 2 + (vy[i, k1] - vy[i, k]) ** 2))
-        if regular[i]:             # a simple outline: Melkman's hull in one pass, no sort
-            h = melkman_hull(vx, vy, i, dx, dy, hx, hy, xs, ys)
+            x, y = vx[i, k], vy[i, k]            # insertion sort by (x, y)
+            m = k - 1
+            while m >= 0 and (xs[m] > x or (xs[m] == x and ys[m] > y)):
+                xs[m + 1], ys[m + 1] = xs[m], ys[m]
+                m -= 1
+            xs[m + 1], ys[m + 1] = x, y
+        h = hull_chain(xs, ys, n_rays, hx, hy)
+    # the hull runs right along its lower chain, then back left: merge the two by (x, y)
+    low = 0
+    while low + 1 < h and (hx[low + 1] > hx[low] or (hx[low + 1] == hx[low] and hy[low + 1] > hy[low])):
+        low += 1
+    a, b, m = 0, h - 1, 0                       # a: lower chain forward, b: upper chain backward
+    while a <= low or b > low:
+        if b <= low or (a <= low and (hx[a] < hx[b] or (hx[a] == hx[b] and hy[a] <= hy[b]))):
+            hull_x[i, m], hull_y[i, m] = hx[a], hy[a]
+            a += 1
         else:
-            for k in range(n_rays):
-                x, y = vx[i, k], vy[i, k]            # insertion sort by (x, y)
-                m = k - 1
-                while m >= 0 and (xs[m] > x or (xs[m] == x and ys[m] > y)):
-                    xs[m + 1], ys[m + 1] = xs[m], ys[m]
-                    m -= 1
-                xs[m + 1], ys[m + 1] = x, y
-            h = hull_chain(xs, ys, n_rays, hx, hy)
-        # the hull runs right along its lower chain, then back left: merge the two by (x, y)
-        low = 0
-        while low + 1 < h and (hx[low + 1] > hx[low] or (hx[low + 1] == hx[low] and hy[low + 1] > hy[low])):
-            low += 1
-        a, b, m = 0, h - 1, 0                       # a: lower chain forward, b: upper chain backward
-        while a <= low or b > low:
-            if b <= low or (a <= low and (hx[a] < hx[b] or (hx[a] == hx[b] and hy[a] <= hy[b]))):
-                hull_x[i, m], hull_y[i, m] = hx[a], hy[a]
-                a += 1
-            else:
-                hull_x[i, m], hull_y[i, m] = hx[b], hy[b]
-                b -= 1
-            m += 1
-        hull_n[i] = m
-    return hull_x, hull_y, hull_n, twice, perimeter
+            hull_x[i, m], hull_y[i, m] = hx[b], hy[b]
+            b -= 1
+        m += 1
+    hull_n[i] = m
+
+
+@njit(cache=True, nogil=True)
+def shape_scratch(n_rays):
+    return np.empty((6, 2 * n_rays + 4), np.int64)
+
+
+@njit(cache=True, nogil=True)
+def shapes(vx, vy, regular):
+    """``shape_of`` every polygon."""
+    n, n_rays = vx.shape
+    result = empty_shapes(n, n_rays)
+    scratch = shape_scratch(n_rays)
+    for i in range(n):
+        shape_of(vx, vy, regular, i, result, scratch)
+    return result
 
 
 @njit(cache=True, nogil=True)
@@ -322,8 +339,16 @@ def lens_area(r1, r2, d):
 
 @njit(cache=True, nogil=True)
 def regular_all(vx, vy, points):
-    """``is_regular`` of every polygon; the quick star test around its centre first."""
+    """``is_regular`` of every polygon; quick star tests around its centre and its vertices' mean first."""
     out = np.empty(vx.shape[0], np.bool_)
+    n = vx.shape[1]
     for i in range(vx.shape[0]):
-        out[i] = star_around(vx, vy, i, float(points[i, 1]), float(points[i, 0])) or is_regular(vx, vy, i)
+        if star_around(vx, vy, i, float(points[i, 1]), float(points[i, 0])):
+            out[i] = True
+            continue
+        mx, my = 0.0, 0.0                         # a candidate near its outline: try the vertices' mean
+        for k in range(n):
+            mx += vx[i, k]
+            my += vy[i, k]
+        out[i] = star_around(vx, vy, i, mx / n, my / n) or is_regular(vx, vy, i)
     return out

@@ -134,7 +134,7 @@ def test_every_pair_decided_without_clipper_agrees_with_clipper():
         outer, inner = polygon_discs(vx, vy, points, regular)
         polygon_shapes = shapes(vx, vy, regular)
         pairs = cKDTree(points).query_pairs(2 * float(dist.max()) + 2, output_type="ndarray")
-        ts, scratch = np.empty(32), np.empty((4, 68), np.int64)
+        ts, scratch = np.empty(32), np.empty((6, 68), np.int64)
         for i, j in pairs[rng.choice(len(pairs), 2500, replace=False)]:
             overlap = np.float32(float(nms._clipper_area(vx, vy, i, j)) /
                                  min(float(area[i]) + 1e-10, float(area[j]) + 1e-10))
