@@ -66,10 +66,8 @@ def predict_sparse(model, image: np.ndarray, prob_thresh: float | None = None,
 
 def instances(sparse: SparsePrediction) -> tuple[np.ndarray, dict]:
     """The NMS-and-rendering half: ``(labels, details)`` as ``predict_instances`` returns."""
-    from stardist.geometry import dist_to_coord
-
     from .nms import non_maximum_suppression_sparse
-    from .rendering import polygons_to_label
+    from .rendering import dist_to_coord, polygons_to_label
 
     points, prob, dist, _ = non_maximum_suppression_sparse(
         sparse.dist, sparse.prob, sparse.points, nms_thresh=sparse.nms_thresh)

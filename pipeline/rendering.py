@@ -91,11 +91,21 @@ def _draw(coord: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
                     out[row, col] = values[k]
 
 
+def dist_to_coord(dist: np.ndarray, points: np.ndarray, scale_dist: tuple[float, float] = (1, 1)) -> np.ndarray:
+    """``stardist.geometry.dist_to_coord``, the same float32 arithmetic: polygon vertices
+    ``(n, 2, n_rays)`` from ray lengths. Here so that worker processes need not import
+    stardist (a second per worker) for two lines of numpy."""
+    dist, points = np.asarray(dist), np.asarray(points)
+    phis = np.linspace(0, 2 * np.pi, dist.shape[1], endpoint=False)      # stardist's ray_angles
+    coord = (dist[:, np.newaxis] * np.array([np.sin(phis), np.cos(phis)])).astype(np.float32)
+    coord *= np.asarray(scale_dist).reshape(1, 2, 1)
+    coord += points[..., np.newaxis]
+    return coord
+
+
 def polygons_to_label(dist: np.ndarray, points: np.ndarray, shape: tuple[int, int], prob: np.ndarray | None = None,
                       thr: float = -np.inf, scale_dist: tuple[float, float] = (1, 1)) -> np.ndarray:
     """``stardist.geometry.polygons_to_label`` with the same arguments and the same result."""
-    from stardist.geometry import dist_to_coord
-
     dist, points = np.asarray(dist), np.asarray(points)
     prob = np.inf * np.ones(len(points)) if prob is None else np.asarray(prob)
     keep = prob > thr

@@ -48,3 +48,27 @@ def test_threshold_and_no_polygons():
                           stardists(dist, points, shape, prob=prob, thr=0.8))
     empty = polygons_to_label(np.zeros((0, 32), np.float32), np.zeros((0, 2), np.float32), (5, 7))
     assert empty.shape == (5, 7) and empty.dtype == np.int32 and not empty.any()
+
+
+def test_dist_to_coord_equals_stardists_bit_for_bit():
+    """Worker processes take the polygon vertices from our copy, not from stardist."""
+    from stardist.geometry import dist_to_coord as stardists
+
+    from stardist_v4d.pipeline.rendering import dist_to_coord
+
+    rng = np.random.default_rng(2)
+    for n_rays, scale in ((8, (1, 1)), (32, (1, 1)), (64, (0.5, 0.5)), (32, (2.0, 1.5))):
+        dist = rng.uniform(0, 40, (50, n_rays)).astype(np.float32)
+        points = rng.uniform(0, 500, (50, 2)).astype(np.float32)
+        ours, theirs = dist_to_coord(dist, points, scale_dist=scale), stardists(dist, points, scale_dist=scale)
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+def test_worker_start_up_needs_neither_stardist_nor_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from stardist_v4d.pipeline import workers; workers._ready(); "
+            "print(sorted(m for m in ('stardist', 'tensorflow', 'keras', 'skimage', 'csbdeep') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
