@@ -17,17 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import DPI, RC, agg_figure
+from .figures import RC, agg_figure, save_png
 from .table_reading import Units
 
 #: Above this many time points the area histogram shows quartiles per time point, not one line each.
 MAX_HISTOGRAM_LINES = 8
-
-
-def _save(figure, path: Path) -> Path:
-    figure.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
-    figure.clear()
-    return path
 
 
 def plot_cells_over_time(table: pd.DataFrame, area_column: str, units: Units, path: Path,
@@ -74,7 +68,7 @@ def plot_cells_over_time(table: pd.DataFrame, area_column: str, units: Units, pa
         ax_a.set_title("Nuclear size per time point")
         ax_a.grid(alpha=0.3)
         figure.tight_layout()
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def plot_tracks(spots: pd.DataFrame, tracks: pd.DataFrame, projection: np.ndarray | None,
@@ -123,7 +117,7 @@ def plot_tracks(spots: pd.DataFrame, tracks: pd.DataFrame, projection: np.ndarra
         ax_d.set_title("How far nuclei moved")
         ax_d.grid(alpha=0.3)
         figure.tight_layout()
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def make_cell_plots(folder: Path, cells_csv: Path, through_z: bool, units: Units, pixel_size: tuple[float, float],

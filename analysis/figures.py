@@ -22,3 +22,20 @@ def agg_figure(width_in: float, height_in: float):
     figure = Figure(figsize=(width_in, height_in), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
+
+
+def save_png(figure, path):
+    """Write ``figure`` as a PNG and release its artists.
+
+    One drawing: the figure's tight layout is applied as it draws, where
+    ``bbox_inches="tight"`` would draw it twice (once to measure, once to write);
+    PNG compression level 1: a few hundred kB more per picture, half the time of
+    the default level 6 on a map or an overlay.
+    """
+    from pathlib import Path
+
+    if figure.get_layout_engine() is None:
+        figure.set_layout_engine("tight", pad=0.6)
+    figure.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
+    figure.clear()
+    return Path(path)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .density import density_maps, smoothed, smoothing_grid
-from .figures import DPI, RC as _RC, agg_figure as _figure
+from .figures import RC as _RC, agg_figure as _figure, save_png
 from .overlay import Overlay, plot_overlay
 from .table_reading import CHUNKSIZE, Units, _chunks, read_planes, table_units
 
@@ -106,13 +106,6 @@ def area_histogram(nuclei_csv: Path, bins: int = 50, chunksize: int = CHUNKSIZE,
 
 
 # ------------------------------------------------------------------ figures
-def _save(figure, path: Path) -> Path:
-    """Write ``figure`` as PNG and release its artists."""
-    figure.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
-    figure.clear()
-    return path
-
-
 def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=16,
             color="0.3")
@@ -141,7 +134,7 @@ def plot_area_histogram(hist: AreaHistogram, path: Path) -> Path:
                          f"{hist.units.area_label}")
         ax.set_xlabel(f"Nuclear area ({hist.units.area_label})")
         ax.set_ylabel("Nuclei")
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def plot_density(density: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
@@ -172,7 +165,7 @@ def plot_density(density: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
         figure.colorbar(mesh, cax=cax, label=f"Nuclei per {units.density_label} "
                                            f"(mean of {n_planes} {plural})")
         ax.set_title(f"Nuclei density (smoothed), time point {time_point}", pad=12)
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 def plot_nuclei_per_plane(planes: pd.DataFrame, path: Path) -> Path:
@@ -221,7 +214,7 @@ def plot_nuclei_per_plane(planes: pd.DataFrame, path: Path) -> Path:
         ax_t.set_ylabel("Nuclei (sum over segmented planes)")
         ax_t.set_title("Nuclei over time")
         figure.tight_layout()
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 # ------------------------------------------------------------------ entry point
