@@ -9,9 +9,10 @@ to save repays their start, and drops them again if planes come slower with them
 without: a run is never slower than ``WORKERS = 0`` by more than what it took to find out.
 
 Times are whole cycles between two planes handed to the run (read, CNN, post-processing
-and the writing in between), so both ways are measured alike. A run's first plane's
-cycle is not a baseline (the CNN's first call compiles its graph); its post-processing
-time is, so the pool can start right after it.
+and the writing in between), so both ways are measured alike. A run's first plane is
+no baseline for either: the CNN's first call compiles its graph, and its post-processing
+loads the compiled NMS, rendering and measuring from numba's cache (~0.6 s, which made
+a pool look worth starting where it was not). The pool can start after the second.
 """
 from __future__ import annotations
 
@@ -44,12 +45,14 @@ class PoolJudge:
     sequential: list[float] = field(default_factory=list)     # seconds per plane, sequential
     post: list[float] = field(default_factory=list)           # of which post-processing
     pooled: list[float] = field(default_factory=list)         # seconds per plane with the pool
+    _seen_first: bool = False
 
     def add_sequential(self, seconds: float, post_seconds: float) -> None:
-        """One sequential plane's cycle and its post-processing time; the run's first cycle is not kept."""
-        self.post.append(post_seconds)
-        if len(self.post) > 1:
+        """One sequential plane's cycle and its post-processing time; the run's first plane is not kept."""
+        if self._seen_first:
+            self.post.append(post_seconds)
             self.sequential.append(seconds)
+        self._seen_first = True
 
     def worth_starting(self, remaining: int) -> bool:
         """True when the post-processing the pool would hide on the ``remaining`` planes repays its start."""
