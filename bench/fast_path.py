@@ -167,7 +167,7 @@ from pathlib import Path
 folder = Path({str(args.models)!r}) / {args.model!r}
 model = StarDist2D(None, name=folder.name, basedir=str(folder.parent))
 x = plane_normalizer(1, 99.8)(np.array(tifffile.memmap({str(args.input)!r})[0]))[None, ..., None]
-cached = ir_cache.find(folder, sha256_of(weights_file(folder)), openvino_version(), print)
+cached = ir_cache.find(folder, ir_cache.network_key(folder, sha256_of(weights_file(folder))), openvino_version(), print)
 engines = dict(tensorflow_fp32=CompiledCNN(model.keras_model),
                openvino_fp32=OpenVINOCNN(cached.xml, "fp32", cached.outputs),
                openvino_bf16=OpenVINOCNN(cached.xml, "bf16", cached.outputs))
