@@ -23,7 +23,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..analysis.objects import Z_LINK_OVERLAP, overlap_links
 
 LABEL_ID_MODES = ("per_plane", "unique", "track_t", "link_z")
 
@@ -85,6 +84,7 @@ class LabelNumbering:
             return labels, {int(i): int(i) for i in plane_ids}
         links = {}
         if self.mode in ("track_t", "link_z") and self._is_predecessor(t, z):
+            from ..analysis.objects import Z_LINK_OVERLAP, overlap_links   # link_z only: scipy's import stays out of start-up
             links = overlap_links(self._previous[2], labels, Z_LINK_OVERLAP, "smaller")
         mapping: dict[int, int] = {}
         for plane_id in plane_ids:
