@@ -13,9 +13,11 @@ cannot depend on how Clipper rounds the points where two outlines cross (each mo
 most half a pixel in x and y):
 
 1. the discs around both centres that hold the whole polygons overlap too little for
-   the pair to reach the threshold (or not at all): kept;
+   the pair to reach the threshold (or not at all), or so does the rectangle where both
+   polygons reach along and across the line between their centres: kept;
 2. the discs inside both polygons (centre to nearest edge), shrunk by the rounding,
-   already overlap enough: suppressed;
+   already overlap enough, or one polygon's inner disc, cut to what lies inside the
+   other polygon and shrunk by the rounding, covers enough: suppressed;
 3. else the exact intersection area of the two integer polygons (their edges clipped
    at every crossing, Green's theorem), with a bound on what rounding each crossing
    can change, lies clearly on one side of the threshold.
@@ -37,8 +39,8 @@ import numpy as np
 import pyclipper
 from numba import njit
 
-from .polygon_geometry import discs, hull_twice_area, lens_area, proper_cross, regular_all
-from .polygon_geometry import empty_shapes, shape_of
+from .polygon_geometry import discs, hull_twice_area, inside, lens_area, proper_cross, regular_all, segment_distance2
+from .polygon_geometry import empty_shapes, overlap_rectangle_area, shape_of
 
 #: Clipper's crossing points are rounded to integers: at most this far from the exact one.
 ROUNDING = 0.75
@@ -233,6 +235,24 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts, near):
 
 
 @njit(cache=True, nogil=True)
+def _disc_inside(vx, vy, p, disc):
+    """Area of the largest disc around ``disc``'s centre inside both ``disc`` (the inner disc of
+    one polygon) and polygon ``p``, shrunk by Clipper's rounding, so that it lies inside the
+    intersection Clipper computes; 0 when the centre is outside ``p``. Decides most pairs of a
+    nucleus' off-centre candidates with the one kept, whose inner discs barely meet."""
+    cy, cx, r = disc[0], disc[1], disc[2]
+    if r <= ROUNDING or not inside(vx, vy, p, cx, cy):
+        return 0.0
+    n = vx.shape[1]
+    d2 = r * r
+    for k in range(n):
+        k1 = (k + 1) % n
+        d2 = min(d2, segment_distance2(cx, cy, vx[p, k], vy[p, k], vx[p, k1], vy[p, k1]))
+    rho = math.sqrt(d2) - ROUNDING
+    return math.pi * rho * rho if rho > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
 def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, tiers, shapes, scratch):
     """1: ``i`` suppresses ``j``, 0: it does not, -1: only Clipper can tell. ``tiers`` counts
     the pairs each test decided (outer discs, inner discs, hull, exact area, Clipper)."""
@@ -254,6 +274,20 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
         tiers[1] += 1
         return 1
+    lower = max(_disc_inside(vx, vy, i, inner[j]), _disc_inside(vx, vy, j, inner[i]))
+    if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
+        tiers[1] += 1
+        return 1
+    # neighbours side by side: the band where both reach, along and across the line between
+    # their centres (or the image axes), widened by the rounding, holds too little
+    dy, dx = float(points[j, 0] - points[i, 0]), float(points[j, 1] - points[i, 1])
+    norm = math.sqrt(dx * dx + dy * dy)
+    upper = overlap_rectangle_area(vx, vy, i, j, 1.0, 0.0, ROUNDING)
+    if norm > 0:
+        upper = min(upper, overlap_rectangle_area(vx, vy, i, j, dx / norm, dy / norm, ROUNDING))
+    if upper / smaller < threshold - 1e-6 and upper + tolerance < threshold * smaller:
+        tiers[0] += 1
+        return 0
     shape_of(vx, vy, regular, i, shapes, scratch)
     shape_of(vx, vy, regular, j, shapes, scratch)
     twice, perimeter = shapes[3], shapes[4]

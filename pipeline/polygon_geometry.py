@@ -352,3 +352,25 @@ def regular_all(vx, vy, points):
             my += vy[i, k]
         out[i] = star_around(vx, vy, i, mx / n, my / n) or is_regular(vx, vy, i)
     return out
+
+
+@njit(cache=True, nogil=True)
+def overlap_rectangle_area(vx, vy, i, j, ux, uy, grow):
+    """Area of the rectangle, in the frame of unit axis (ux, uy), where the extents of polygons
+    ``i`` and ``j`` along both axes overlap, each side widened by ``grow``: their intersection
+    (and anything within ``grow`` of it) lies inside."""
+    n = vx.shape[1]
+    overlap_s = overlap_t = math.inf
+    low_s = low_t = -math.inf
+    for p in (i, j):
+        s0 = t0 = math.inf
+        s1 = t1 = -math.inf
+        for k in range(n):
+            s = vx[p, k] * ux + vy[p, k] * uy
+            t = vy[p, k] * ux - vx[p, k] * uy
+            s0, s1, t0, t1 = min(s0, s), max(s1, s), min(t0, t), max(t1, t)
+        overlap_s, low_s = min(overlap_s, s1), max(low_s, s0)
+        overlap_t, low_t = min(overlap_t, t1), max(low_t, t0)
+    width = max(0.0, overlap_s - low_s + 2 * grow)
+    height = max(0.0, overlap_t - low_t + 2 * grow)
+    return width * height
