@@ -94,7 +94,7 @@ def _polygons(dist, points, sin, cos):
         radius[i] = r
         a = np.float32(0)
         for k in range(n_rays):
-            k1 = (k + 1) % n_rays
+            k1 = k + 1 if k + 1 < n_rays else 0
             a = np.float32(a + np.float32(vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]))
         area[i] = np.float32(0.5) * abs(a)
     return vx, vy, box, radius, area
@@ -113,7 +113,7 @@ def _inside_shifted(vx, vy, q, sx, sy, px, py):
     n = vx.shape[1]
     inside = False
     for k in range(n):
-        k1 = (k + 1) % n
+        k1 = k + 1 if k + 1 < n else 0
         ay, by = vy[q, k] + sy, vy[q, k1] + sy
         if (ay > py) != (by > py):
             x = vx[q, k] + sx + (py - ay) * (vx[q, k1] - vx[q, k]) / (by - ay)
@@ -150,7 +150,7 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts, near):
         qy0, qy1 = min(qy0, vy[q, k]), max(qy1, vy[q, k])
     n_near = 0
     for b in range(n):
-        b1 = (b + 1) % n
+        b1 = b + 1 if b + 1 < n else 0
         cx, cy, dx, dy = vx[q, b], vy[q, b], vx[q, b1], vy[q, b1]
         if (cx == dx and cy == dy) or max(cx, dx) < px0 - 1 or min(cx, dx) > px1 + 1 \
                 or max(cy, dy) < py0 - 1 or min(cy, dy) > py1 + 1:
@@ -160,7 +160,7 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts, near):
     # start the walk at an edge outside q's box (it starts outside q), if there is one
     start = -1
     for a in range(n):
-        a1 = (a + 1) % n
+        a1 = a + 1 if a + 1 < n else 0
         if max(vx[p, a], vx[p, a1]) < qx0 - 1 or min(vx[p, a], vx[p, a1]) > qx1 + 1 \
                 or max(vy[p, a], vy[p, a1]) < qy0 - 1 or min(vy[p, a], vy[p, a1]) > qy1 + 1:
             start = a
@@ -175,7 +175,7 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts, near):
     margin = 0.0
     for step in range(n):
         a = (start + step) % n
-        a1 = (a + 1) % n
+        a1 = a + 1 if a + 1 < n else 0
         ax, ay, bx, by = vx[p, a], vy[p, a], vx[p, a1], vy[p, a1]
         if ax == bx and ay == by:
             continue
@@ -190,7 +190,7 @@ def _boundary_part(vx, vy, p, sp, q, sq, ts, near):
         m = 0
         for u in range(n_near):
             b = near[u]
-            b1 = (b + 1) % n
+            b1 = b + 1 if b + 1 < n else 0
             cx, cy, dx, dy = vx[q, b], vy[q, b], vx[q, b1], vy[q, b1]
             if max(cx, dx) < ex0 - 1 or min(cx, dx) > ex1 + 1 or max(cy, dy) < ey0 - 1 or min(cy, dy) > ey1 + 1:
                 continue
@@ -246,7 +246,7 @@ def _disc_inside(vx, vy, p, disc):
     n = vx.shape[1]
     d2 = r * r
     for k in range(n):
-        k1 = (k + 1) % n
+        k1 = k + 1 if k + 1 < n else 0
         d2 = min(d2, segment_distance2(cx, cy, vx[p, k], vy[p, k], vx[p, k1], vy[p, k1]))
     rho = math.sqrt(d2) - ROUNDING
     return math.pi * rho * rho if rho > 0 else 0.0

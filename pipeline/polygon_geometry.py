@@ -91,9 +91,9 @@ def is_regular(vx, vy, i):
     if twice <= 0:
         return False
     for a in range(m):
-        a1 = (a + 1) % m
+        a1 = a + 1 if a + 1 < m else 0
         for b in range(a + 1, m):
-            b1 = (b + 1) % m
+            b1 = b + 1 if b + 1 < m else 0
             if b == a1 or a == b1:                       # neighbours share a vertex: no backtracking
                 if b == a1 and on_segment(xs[a], ys[a], xs[a1], ys[a1], xs[b1], ys[b1]):
                     return False
@@ -125,7 +125,7 @@ def inside(vx, vy, i, px, py):
     n = vx.shape[1]
     inside = False
     for k in range(n):
-        k1 = (k + 1) % n
+        k1 = k + 1 if k + 1 < n else 0
         ay, by = vy[i, k], vy[i, k1]
         if (ay > py) != (by > py):
             x = vx[i, k] + (py - ay) * (vx[i, k1] - vx[i, k]) / (by - ay)
@@ -161,7 +161,7 @@ def discs(vx, vy, points, regular):
             if regular[i] and inside(vx, vy, i, cx, cy):
                 rho2 = math.inf
                 for k in range(n_rays):
-                    k1 = (k + 1) % n_rays
+                    k1 = k + 1 if k + 1 < n_rays else 0
                     rho2 = min(rho2, segment_distance2(cx, cy, vx[i, k], vy[i, k], vx[i, k1], vy[i, k1]))
                 rho = math.sqrt(rho2) * (1 - 1e-9)
                 if rho > inner[i, 2]:
@@ -254,7 +254,7 @@ def shape_of(vx, vy, regular, i, shapes, scratch):
     twice[i] = 0
     perimeter[i] = 0.0
     for k in range(n_rays):
-        k1 = (k + 1) % n_rays
+        k1 = k + 1 if k + 1 < n_rays else 0
         twice[i] += vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]
         perimeter[i] += math.sqrt(float((vx[i, k1] - vx[i, k]) ** 2 + (vy[i, k1] - vy[i, k]) ** 2))
     if regular[i]:             # a simple outline: Melkman's hull in one pass, no sort
@@ -318,7 +318,7 @@ def hull_twice_area(shapes, i, j, xs, ys, hx, hy):
     h = hull_chain(xs, ys, m, hx, hy)
     twice = 0
     for k in range(h):
-        k1 = (k + 1) % h
+        k1 = k + 1 if k + 1 < h else 0
         twice += hx[k] * hy[k1] - hy[k] * hx[k1]
     return twice
 
