@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from stardist_v4d.pipeline import nms
+from stardist_v4d.pipeline import nms, overlap_area
 
 
 def discs(shape, n, radius, rng, ellipticity=0.3):
@@ -136,7 +136,7 @@ def test_every_pair_decided_without_clipper_agrees_with_clipper():
         pairs = cKDTree(points).query_pairs(2 * float(dist.max()) + 2, output_type="ndarray")
         ts, scratch = np.empty(32), np.empty((6, 68), np.int64)
         for i, j in pairs[rng.choice(len(pairs), 2500, replace=False)]:
-            overlap = np.float32(float(nms._clipper_area(vx, vy, i, j)) /
+            overlap = np.float32(float(overlap_area.clipper_area(vx, vy, i, j)) /
                                  min(float(area[i]) + 1e-10, float(area[j]) + 1e-10))
             by_exact_area = False
             for thresh in (0.1, 0.3, 0.5, 0.7):
