@@ -12,7 +12,7 @@ areas, radius and box tests, and decides each pair without Clipper whenever the 
 cannot depend on how Clipper rounds the points where two outlines cross (each moves at
 most half a pixel in x and y):
 
-1. the discs around both centres that hold the whole polygons overlap too little for
+1. the discs around both centres (or the vertices' means) that hold the whole polygons overlap too little for
    the pair to reach the threshold (or not at all), or so does the rectangle where both
    polygons reach along and across the line between their centres: kept;
 2. the discs inside both polygons (centre to nearest edge), shrunk by the rounding,
@@ -27,6 +27,11 @@ polygon whose integer outline crosses itself) goes to Clipper itself through pyc
 which bundles the same Clipper 6.4.2 source, and the area is summed as StarDist sums
 it (both overlaps: ``overlap_area``). Tests hold the kept candidates to StarDist's on crowded, sparse, tiny, huge and
 cut-off nuclei and every threshold.
+
+Most pairs are a nucleus' off-centre candidate against the one kept, which the inner
+discs decide, so those are tested first. The candidates' facts (vertices, areas, discs,
+simplicity) are computed once each, in one pass, on ``THREADS`` threads, and stored by
+grid cell, so that a kept candidate's neighbours lie together in memory.
 """
 from __future__ import annotations
 
@@ -34,13 +39,18 @@ import ctypes
 import ctypes.util
 import functools
 import math
+import threading
 
 import numpy as np
 from numba import njit
 
 from .overlap_area import ROUNDING, SHIFT_X, SHIFT_Y, boundary_part, clipper_area
-from .polygon_geometry import discs, hull_twice_area, inside, lens_area, regular_all, segment_distance2
+from .polygon_geometry import hull_twice_area, inside, is_regular, lens_area, segment_distance2, star_around
 from .polygon_geometry import empty_shapes, overlap_rectangle_area, shape_of
+
+#: Threads for the per-candidate facts: the machine's cores (up to 2) when NMS runs alone;
+#: worker processes, which share the cores with the CNN, set it to 1.
+THREADS = 2
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,21 +67,47 @@ def ray_directions(n_rays: int) -> tuple[np.ndarray, np.ndarray]:
     return sin, cos
 
 
+def polygon_facts(dist: np.ndarray, points: np.ndarray, sin: np.ndarray, cos: np.ndarray,
+                  threads: int = 1, rows: np.ndarray | None = None) -> tuple:
+    """Per candidate, in one pass (its vertices stay in the cache): the integer vertices
+    (x, y), int bounding box, float32 outer radius and area, as StarDist computes them; whether
+    the integer outline is simple and counter-clockwise (``regular``); and two discs each as
+    (y, x, radius), one holding the polygon and one inside it (radius -1 if none), around the
+    candidate's centre or its vertices' mean, whichever is tighter (a candidate's centre may
+    sit near its outline; the mean sits in the middle). ``threads`` > 1 splits the candidates
+    (the compiled code releases the GIL). Candidate ``i`` is ``points[i]`` with the rays
+    ``dist[rows[i]]`` (``rows``: all rows in order by default)."""
+    rows = np.arange(len(dist)) if rows is None else rows
+    n, n_rays = len(rows), dist.shape[1]
+    facts = (np.empty((n, n_rays), np.int32),         # x; int32: half the memory to stream (numba
+             np.empty((n, n_rays), np.int32),         # y  computes with them in int64)
+             np.empty((n, 4), np.int64),              # box: x1, x2, y1, y2
+             np.empty(n, np.float32), np.empty(n, np.float32),   # outer radius, area
+             np.empty(n, np.bool_), np.empty((n, 3)), np.full((n, 3), -1.0))   # regular, outer, inner
+    bounds = np.linspace(0, n, max(1, min(threads, n // 2048 + 1)) + 1).astype(np.int64)
+    if len(bounds) == 2:
+        _facts_into(dist, rows, points, sin, cos, 0, n, *facts)
+        return facts
+    parts = [threading.Thread(target=_facts_into, args=(dist, rows, points, sin, cos, lo, hi, *facts))
+             for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for part in parts:
+        part.start()
+    for part in parts:
+        part.join()
+    return facts
+
+
 @njit(cache=True, nogil=True)
-def _polygons(dist, points, sin, cos):
-    """Integer vertices (x, y), int bounding boxes, float32 outer radius and area, as StarDist."""
-    n, n_rays = dist.shape
-    vx = np.empty((n, n_rays), np.int64)
-    vy = np.empty((n, n_rays), np.int64)
-    box = np.empty((n, 4), np.int64)                  # x1, x2, y1, y2
-    radius = np.empty(n, np.float32)
-    area = np.empty(n, np.float32)
-    for i in range(n):
+def _facts_into(dist, rows, points, sin, cos, lo, hi, vx, vy, box, radius, area, regular, outer, inner):
+    """``polygon_facts`` of candidates ``lo`` .. ``hi - 1``, into the arrays given."""
+    n_rays = dist.shape[1]
+    for i in range(lo, hi):
         py, px = points[i, 0], points[i, 1]
+        row = rows[i]
         x1 = x2 = y1 = y2 = np.float32(0)
         r = np.float32(0)
         for k in range(n_rays):
-            d = dist[i, k]
+            d = dist[row, k]
             y = np.float32(py + np.float32(d * sin[k]))
             x = np.float32(px + np.float32(d * cos[k]))
             if k == 0:
@@ -88,27 +124,60 @@ def _polygons(dist, points, sin, cos):
         box[i, 0], box[i, 1], box[i, 2], box[i, 3] = int(x1), int(x2), int(y1), int(y2)
         radius[i] = r
         a = np.float32(0)
+        mx, my = 0.0, 0.0
         for k in range(n_rays):
             k1 = k + 1 if k + 1 < n_rays else 0
             a = np.float32(a + np.float32(vx[i, k] * vy[i, k1] - vy[i, k] * vx[i, k1]))
+            mx += vx[i, k]
+            my += vy[i, k]
         area[i] = np.float32(0.5) * abs(a)
-    return vx, vy, box, radius, area
+        mx, my = mx / n_rays, my / n_rays
+        # simple: star-shaped around the centre, else around the vertices' mean, else the quadratic test
+        centred = star_around(vx, vy, i, float(px), float(py))
+        regular[i] = centred or star_around(vx, vy, i, mx, my) or is_regular(vx, vy, i)
+        for option in range(2):
+            cy = np.float64(py) if option == 0 else my
+            cx = np.float64(px) if option == 0 else mx
+            r2 = 0.0
+            for k in range(n_rays):
+                r2 = max(r2, (vx[i, k] - cx) ** 2 + (vy[i, k] - cy) ** 2)
+            rr = math.sqrt(r2)
+            if option == 0 or rr < outer[i, 2]:
+                outer[i, 0], outer[i, 1], outer[i, 2] = cy, cx, rr
+            # a polygon star-shaped around its centre holds it: no crossing test needed
+            if regular[i] and ((option == 0 and centred) or inside(vx, vy, i, cx, cy)):
+                rho2 = math.inf
+                for k in range(n_rays):
+                    k1 = k + 1 if k + 1 < n_rays else 0
+                    rho2 = min(rho2, segment_distance2(cx, cy, vx[i, k], vy[i, k], vx[i, k1], vy[i, k1]))
+                rho = math.sqrt(rho2) * (1 - 1e-9)
+                if rho > inner[i, 2]:
+                    inner[i, 0], inner[i, 1], inner[i, 2] = cy, cx, rho
 
 
 @njit(cache=True, nogil=True)
-def _disc_inside(vx, vy, p, disc):
+def _disc_inside(vx, vy, p, disc, needed):
     """Area of the largest disc around ``disc``'s centre inside both ``disc`` (the inner disc of
     one polygon) and polygon ``p``, shrunk by Clipper's rounding, so that it lies inside the
     intersection Clipper computes; 0 when the centre is outside ``p``. Decides most pairs of a
-    nucleus' off-centre candidates with the one kept, whose inner discs barely meet."""
+    nucleus' off-centre candidates with the one kept, whose inner discs barely meet.
+
+    Returns 0 early once the area can no longer exceed ``needed`` (a little below the area
+    that would decide the pair, so the caller's own comparison stays the judge)."""
     cy, cx, r = disc[0], disc[1], disc[2]
-    if r <= ROUNDING or not inside(vx, vy, p, cx, cy):
+    reach = math.sqrt(needed / math.pi) + ROUNDING       # the radius the disc must keep
+    if r <= ROUNDING or r <= reach:
         return 0.0
     n = vx.shape[1]
     d2 = r * r
+    limit = reach * reach
     for k in range(n):
         k1 = k + 1 if k + 1 < n else 0
         d2 = min(d2, segment_distance2(cx, cy, vx[p, k], vy[p, k], vx[p, k1], vy[p, k1]))
+        if d2 <= limit:
+            return 0.0
+    if not inside(vx, vy, p, cx, cy):
+        return 0.0
     rho = math.sqrt(d2) - ROUNDING
     return math.pi * rho * rho if rho > 0 else 0.0
 
@@ -118,6 +187,17 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     """1: ``i`` suppresses ``j``, 0: it does not, -1: only Clipper can tell. ``tiers`` counts
     the pairs each test decided (outer discs, inner discs, hull, exact area, Clipper)."""
     smaller = min(float(area[i]) + 1e-10, float(area[j]) + 1e-10)
+    if regular[i] and regular[j]:
+        # most pairs are a nucleus' off-centre candidate against the one kept: their inner
+        # discs decide them, so test these first (the tolerance is the largest the outer
+        # discs' test below could use: never bolder than it)
+        cap = math.pi * min(outer[i, 2] + ROUNDING, outer[j, 2] + ROUNDING) ** 2
+        tolerance = 1e-6 * max(1.0, cap)
+        lower = lens_area(inner[i, 2] - ROUNDING, inner[j, 2] - ROUNDING,
+                          math.sqrt((inner[i, 0] - inner[j, 0]) ** 2 + (inner[i, 1] - inner[j, 1]) ** 2))
+        if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
+            tiers[1] += 1
+            return 1
     upper = lens_area(outer[i, 2] + ROUNDING, outer[j, 2] + ROUNDING,
                   math.sqrt((outer[i, 0] - outer[j, 0]) ** 2 + (outer[i, 1] - outer[j, 1]) ** 2))
     if upper == 0.0 and threshold >= 0:
@@ -130,15 +210,12 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     if upper / smaller < threshold - 1e-6 and upper + tolerance < threshold * smaller:
         tiers[0] += 1
         return 0
-    lower = lens_area(inner[i, 2] - ROUNDING, inner[j, 2] - ROUNDING,
-                  math.sqrt((inner[i, 0] - inner[j, 0]) ** 2 + (inner[i, 1] - inner[j, 1]) ** 2))
-    if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
-        tiers[1] += 1
-        return 1
-    lower = max(_disc_inside(vx, vy, i, inner[j]), _disc_inside(vx, vy, j, inner[i]))
-    if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
-        tiers[1] += 1
-        return 1
+    needed = max(0.0, (1 - 1e-6) * threshold * smaller)  # what a deciding disc must exceed, and then some
+    for p, q in ((j, i), (i, j)):
+        lower = _disc_inside(vx, vy, p, inner[q], needed)
+        if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
+            tiers[1] += 1
+            return 1
     # neighbours side by side: the band where both reach, along and across the line between
     # their centres (or the image axes), widened by the rounding, holds too little
     dy, dx = float(points[j, 0] - points[i, 0]), float(points[j, 1] - points[i, 1])
@@ -180,15 +257,18 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
 
 
 @njit(cache=True, nogil=True)
-def _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, suppressed, threshold,
-              cell, cell_start, cell_items, grid_shape, origin, max_dist, pending, tiers, shapes):
-    """The greedy loop from candidate ``start`` on. Returns ``(i, count)`` when candidate ``i``
-    left ``count`` pairs for Clipper (in ``pending``), ``(n, 0)`` when done."""
+def _suppress(start, position, rank, points, vx, vy, box, radius, area, outer, inner, regular, suppressed, threshold,
+              cell, cell_start, grid_shape, origin, max_dist, pending, tiers, shapes):
+    """The greedy loop from the ``start``-th most probable candidate on. The candidates are
+    stored by grid cell (a kept one's neighbours lie together in memory); ``position[k]`` is
+    where the ``k``-th most probable one is. Returns ``(k, count)`` when that one left
+    ``count`` pairs for Clipper (their positions in ``pending``), ``(n, 0)`` when done."""
     n = points.shape[0]
     ts = np.empty(vx.shape[1], np.float64)
     scratch = np.empty((6, 2 * vx.shape[1] + 4), np.int64)
     rows, cols = grid_shape
-    for i in range(start, n - 1):
+    for k in range(start, n - 1):
+        i = position[k]
         if suppressed[i]:
             continue
         reach = np.float32(max_dist + radius[i])
@@ -201,9 +281,8 @@ def _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, s
         for gy in range(max(0, y0), min(rows, y1 + 1)):
             for gx in range(max(0, x0), min(cols, x1 + 1)):
                 g = gy * cols + gx
-                for s in range(cell_start[g], cell_start[g + 1]):
-                    j = cell_items[s]
-                    if j <= i or suppressed[j]:
+                for j in range(cell_start[g], cell_start[g + 1]):
+                    if rank[j] <= k or suppressed[j]:
                         continue
                     d0 = np.float32(points[i, 0] - points[j, 0])
                     d1 = np.float32(points[i, 1] - points[j, 1])
@@ -219,55 +298,85 @@ def _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, s
                         pending[count] = j
                         count += 1
         if count:
-            return i, count
+            return k, count
     return n, 0
 
 
-def _cell_index(points: np.ndarray, cell: float) -> tuple:
-    """Candidates bucketed by the grid cell of their centre (counting sort)."""
-    origin = points.min(axis=0).astype(np.float64) if len(points) else np.zeros(2)
-    ij = np.floor((points - origin) / cell).astype(np.int64)
-    rows, cols = int(ij[:, 0].max()) + 1, int(ij[:, 1].max()) + 1
-    flat = ij[:, 0] * cols + ij[:, 1]
-    order = np.argsort(flat, kind="stable")
-    cell_start = np.searchsorted(flat[order], np.arange(rows * cols + 1))
-    return origin, (rows, cols), cell_start.astype(np.int64), order.astype(np.int64)
+@njit(cache=True, nogil=True)
+def _cell_index(points, cell):
+    """Candidates bucketed by the grid cell of their centre (a counting sort, stable: by
+    probability within a cell): origin, grid shape, where each cell starts, the order."""
+    n = points.shape[0]
+    y0, x0 = np.inf, np.inf
+    for i in range(n):
+        y0, x0 = min(y0, float(points[i, 0])), min(x0, float(points[i, 1]))
+    flat = np.empty(n, np.int64)
+    rows = cols = 1
+    for i in range(n):
+        rows = max(rows, int(math.floor((float(points[i, 0]) - y0) / cell)) + 1)
+        cols = max(cols, int(math.floor((float(points[i, 1]) - x0) / cell)) + 1)
+    cell_start = np.zeros(rows * cols + 1, np.int64)
+    for i in range(n):
+        flat[i] = int(math.floor((float(points[i, 0]) - y0) / cell)) * cols + int(math.floor((float(points[i, 1]) - x0) / cell))
+        cell_start[flat[i] + 1] += 1
+    for g in range(rows * cols):
+        cell_start[g + 1] += cell_start[g]
+    fill = cell_start[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[fill[flat[i]]] = i
+        fill[flat[i]] += 1
+    return np.array([y0, x0]), (rows, cols), cell_start, order
 
 
 def non_maximum_suppression_inds(dist: np.ndarray, points: np.ndarray, thresh: float = 0.5,
-                                 tiers: np.ndarray | None = None) -> np.ndarray:
+                                 tiers: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """Which of the candidates (sorted by falling probability) survive: StarDist's
     ``non_maximum_suppression_inds`` (KD-tree and boxes on), the same boolean array.
     ``tiers`` (5 int64), if given, counts the pairs each test decided (see ``_decide``)."""
+    return _kept(dist, points, np.arange(len(dist)), thresh, tiers, threads)
+
+
+def _kept(dist: np.ndarray, points: np.ndarray, by_rank: np.ndarray, thresh: float,
+          tiers: np.ndarray | None, threads: int | None) -> np.ndarray:
+    """``non_maximum_suppression_inds`` of the candidates in the order ``by_rank`` (the rows of
+    ``dist``/``points`` by falling probability), without copying them into that order."""
     tiers = np.zeros(5, np.int64) if tiers is None else tiers
     dist = np.ascontiguousarray(dist, np.float32)
-    points = np.ascontiguousarray(points, np.float32)
+    points = np.ascontiguousarray(points, np.float32)[by_rank]
     n = len(dist)
     suppressed = np.zeros(n, bool)
     if n < 2:
         return ~suppressed
     sin, cos = ray_directions(dist.shape[1])
-    vx, vy, box, radius, area = _polygons(dist, points, sin, cos)
-    regular = regular_all(vx, vy, points)
-    outer, inner = discs(vx, vy, points, regular)
+    cell = max(8.0, float(np.median(dist.max(axis=1))))
+    origin, grid_shape, cell_start, rank = _cell_index(points, cell)
+    # stored by grid cell: rank[c] is the probability rank of the candidate at c
+    position = np.empty(n, np.int64)
+    position[rank] = np.arange(n)
+    points = points[rank]
+    vx, vy, box, radius, area, regular, outer, inner = polygon_facts(
+        dist, points, sin, cos, THREADS if threads is None else threads, rows=np.ascontiguousarray(by_rank[rank]))
     shapes = empty_shapes(n, dist.shape[1])
     max_dist = np.float32(radius.max())
     threshold = float(np.float32(thresh))
-    cell = max(8.0, float(np.median(radius)) if n else 8.0)
-    origin, grid_shape, cell_start, cell_items = _cell_index(points.astype(np.float64), cell)
     pending = np.empty(n, np.int64)
     outlines: dict = {}
     start = 0
     while start < n - 1:
-        i, count = _suppress(start, points, vx, vy, box, radius, area, outer, inner, regular, suppressed,
-                             threshold, cell, cell_start, cell_items, grid_shape, origin, max_dist, pending, tiers, shapes)
+        k, count = _suppress(start, position, rank, points, vx, vy, box, radius, area, outer, inner, regular,
+                             suppressed, threshold, cell, cell_start, grid_shape, origin, max_dist, pending, tiers,
+                             shapes)
+        i = position[k] if k < n else -1
         for j in pending[:count]:
             # const float overlap = area_inter / fmin(areas[i] + 1e-10, areas[j] + 1e-10)
             overlap = np.float32(float(clipper_area(vx, vy, i, int(j), outlines)) / min(float(area[i]) + 1e-10, float(area[j]) + 1e-10))
             if float(overlap) > threshold:
                 suppressed[j] = True
-        start = i + 1
-    return ~suppressed
+        start = k + 1
+    keep = np.empty(n, bool)
+    keep[rank] = ~suppressed
+    return keep
 
 
 def non_maximum_suppression_sparse(dist: np.ndarray, prob: np.ndarray, points: np.ndarray,
@@ -275,6 +384,5 @@ def non_maximum_suppression_sparse(dist: np.ndarray, prob: np.ndarray, points: n
     """``stardist.nms.non_maximum_suppression_sparse`` (2D, its defaults): the same four arrays."""
     dist, prob, points = np.asarray(dist), np.asarray(prob), np.asarray(points)
     order = np.argsort(prob)[::-1]
-    probi, disti, pointsi, original = prob[order], dist[order], points[order], np.arange(len(prob))[order]
-    keep = non_maximum_suppression_inds(disti, pointsi, thresh=nms_thresh)
-    return pointsi[keep], probi[keep], disti[keep], original[keep]
+    keep = order[_kept(dist, points, order, nms_thresh, None, None)]
+    return points[keep], prob[keep], dist[keep], keep

@@ -135,41 +135,6 @@ def inside(vx, vy, i, px, py):
 
 
 @njit(cache=True, nogil=True)
-def discs(vx, vy, points, regular):
-    """Per polygon a disc that holds it and one inside it (radius -1 if none), each as
-    (y, x, radius): around its centre or its vertices' mean, whichever is tighter. A
-    candidate's centre may sit near its outline; the mean sits in the middle."""
-    n, n_rays = vx.shape
-    outer = np.empty((n, 3))
-    inner = np.full((n, 3), -1.0)
-    for i in range(n):
-        my, mx = 0.0, 0.0
-        for k in range(n_rays):
-            my += vy[i, k]
-            mx += vx[i, k]
-        first = True
-        for option in range(2):
-            cy = np.float64(points[i, 0]) if option == 0 else my / n_rays
-            cx = np.float64(points[i, 1]) if option == 0 else mx / n_rays
-            r2 = 0.0
-            for k in range(n_rays):
-                r2 = max(r2, (vx[i, k] - cx) ** 2 + (vy[i, k] - cy) ** 2)
-            r = math.sqrt(r2)
-            if first or r < outer[i, 2]:
-                outer[i, 0], outer[i, 1], outer[i, 2] = cy, cx, r
-            first = False
-            if regular[i] and inside(vx, vy, i, cx, cy):
-                rho2 = math.inf
-                for k in range(n_rays):
-                    k1 = k + 1 if k + 1 < n_rays else 0
-                    rho2 = min(rho2, segment_distance2(cx, cy, vx[i, k], vy[i, k], vx[i, k1], vy[i, k1]))
-                rho = math.sqrt(rho2) * (1 - 1e-9)
-                if rho > inner[i, 2]:
-                    inner[i, 0], inner[i, 1], inner[i, 2] = cy, cx, rho
-    return outer, inner
-
-
-@njit(cache=True, nogil=True)
 def hull_chain(xs, ys, m, hx, hy):
     """Andrew's monotone chain over ``m`` points sorted by (x, y): the hull, counter-clockwise,
     from the lowest-left point, into ``hx``/``hy``; returns its length (first point not repeated)."""
@@ -333,25 +298,10 @@ def lens_area(r1, r2, d):
         return math.pi * r * r
     a1 = (d * d + r1 * r1 - r2 * r2) / (2 * d * r1)
     a2 = (d * d + r2 * r2 - r1 * r1) / (2 * d * r2)
-    a1, a2 = math.acos(min(1.0, max(-1.0, a1))), math.acos(min(1.0, max(-1.0, a2)))
-    return r1 * r1 * (a1 - math.sin(2 * a1) / 2) + r2 * r2 * (a2 - math.sin(2 * a2) / 2)
-
-
-@njit(cache=True, nogil=True)
-def regular_all(vx, vy, points):
-    """``is_regular`` of every polygon; quick star tests around its centre and its vertices' mean first."""
-    out = np.empty(vx.shape[0], np.bool_)
-    n = vx.shape[1]
-    for i in range(vx.shape[0]):
-        if star_around(vx, vy, i, float(points[i, 1]), float(points[i, 0])):
-            out[i] = True
-            continue
-        mx, my = 0.0, 0.0                         # a candidate near its outline: try the vertices' mean
-        for k in range(n):
-            mx += vx[i, k]
-            my += vy[i, k]
-        out[i] = star_around(vx, vy, i, mx / n, my / n) or is_regular(vx, vy, i)
-    return out
+    c1, c2 = min(1.0, max(-1.0, a1)), min(1.0, max(-1.0, a2))
+    # each disc's segment: r^2 (a - sin(2a) / 2), with sin(2a) / 2 = cos(a) sin(a)
+    return (r1 * r1 * (math.acos(c1) - c1 * math.sqrt(1.0 - c1 * c1))
+            + r2 * r2 * (math.acos(c2) - c2 * math.sqrt(1.0 - c2 * c2)))
 
 
 @njit(cache=True, nogil=True)

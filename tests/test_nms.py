@@ -74,6 +74,21 @@ def test_kept_candidates_equal_stardist(case, n_rays):
         assert_same_as_stardist(dist, prob, points, thresh)
 
 
+def test_threads_change_nothing():
+    """The per-candidate facts split over threads are the single thread's, bit for bit, and so
+    is the kept set (worker processes run one thread, the run's own process two)."""
+    rng = np.random.default_rng(5)
+    dist, prob, points = candidates(discs((256, 256), 160, (6, 14), rng), 32, rng)
+    assert len(dist) > 2 * 2048, len(dist)          # enough candidates to be split
+    sin, cos = nms.ray_directions(32)
+    one, three = nms.polygon_facts(dist, points, sin, cos, 1), nms.polygon_facts(dist, points, sin, cos, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(one, three))
+    order = np.argsort(prob)[::-1]
+    kept = [nms.non_maximum_suppression_inds(dist[order], points[order], 0.4, threads=t) for t in (1, 2)]
+    assert np.array_equal(kept[0], kept[1]) and 0 < kept[0].sum() < len(dist)
+    assert_same_as_stardist(dist, prob, points, 0.4)
+
+
 def test_every_decision_path_runs_and_agrees():
     """Crowded candidates over thresholds: each of the five tests (outer discs, inner discs,
     hull, exact area, Clipper) decides some pairs, and the result is still StarDist's."""
@@ -121,7 +136,7 @@ def test_every_pair_decided_without_clipper_agrees_with_clipper():
     same check passed on 4.3 million decisions.)"""
     from scipy.spatial import cKDTree
 
-    from stardist_v4d.pipeline.polygon_geometry import discs as polygon_discs, regular_all, shapes
+    from stardist_v4d.pipeline.polygon_geometry import shapes
 
     rng = np.random.default_rng(11)
     decided = exact = touching = 0
@@ -129,9 +144,7 @@ def test_every_pair_decided_without_clipper_agrees_with_clipper():
         shape, n, radius, noise = CASES[case]
         dist, prob, points = candidates(discs(shape, n, radius, rng), 32, rng, noise)
         sin, cos = nms.ray_directions(32)
-        vx, vy, box, _, area = nms._polygons(dist, points, sin, cos)
-        regular = regular_all(vx, vy, points)
-        outer, inner = polygon_discs(vx, vy, points, regular)
+        vx, vy, box, _, area, regular, outer, inner = nms.polygon_facts(dist, points, sin, cos)
         polygon_shapes = shapes(vx, vy, regular)
         pairs = cKDTree(points).query_pairs(2 * float(dist.max()) + 2, output_type="ndarray")
         ts, scratch = np.empty(32), np.empty((6, 68), np.int64)
