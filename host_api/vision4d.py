@@ -26,49 +26,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget
+from .vision4d_values import ADAPTER_PATH, Extent, OutputChannelExists, UnverifiedHostCall, unverified_call, as_plane
 
 __all__ = ["Extent", "OperationHost", "ScriptEditorHost", "UnverifiedHostCall",
            "OutputChannelExists", "read_bounds", "nucleus_segment", "SegmentFeatures"]
 
-_HERE = "stardist_v4d/host_api/vision4d.py"
-
-
-class UnverifiedHostCall(HostError, NotImplementedError):
-    """An arivis call no public script shows; implement it from the installed API help."""
-
-
-class OutputChannelExists(HostError, ValueError):
-    """The output channel exists already and OVERWRITE is not set."""
-
-
-def _unverified(call: str, function: str) -> UnverifiedHostCall:
-    return UnverifiedHostCall(
-        f"{call} is not in any public arivis script: check it in the installed arivis Python API "
-        f"help and implement {function}() in {_HERE}")
-
 
 # ---------------------------------------------------------------- shared helpers
-@dataclass(frozen=True)
-class Extent:
-    """The operation's region in host coordinates: planes ``z1..z2`` inclusive, one time point."""
-
-    x1: int
-    y1: int
-    width: int
-    height: int
-    z1: int
-    z2: int
-    time_point: int
-
-    @property
-    def size_z(self) -> int:
-        return self.z2 - self.z1 + 1
-
-    def region(self, z_host: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """``((x, y, z), (width, height, 1))``: one plane, as ``read/write_imagedata`` take it."""
-        return ((self.x1, self.y1, int(z_host)), (self.width, self.height, 1))
-
-
 def read_bounds(bounds: Any) -> Extent:
     """The operation's region from ``context.get_input().get_bounds()``.
 
@@ -81,20 +45,8 @@ def read_bounds(bounds: Any) -> Extent:
                     time_point=int(bounds.t1))
     if extent.width <= 0 or extent.height <= 0 or extent.size_z <= 0:
         raise ValueError(f"Operation bounds give an empty region ({extent}); check read_bounds() "
-                         f"in {_HERE} against the installed API help")
+                         f"in {ADAPTER_PATH} against the installed API help")
     return extent
-
-
-def as_plane(data: Any, shape: tuple[int, int], call: str) -> tuple[np.ndarray, bool]:
-    """``(Y, X)`` plane from a host read, and whether it came with a leading axis of length 1."""
-    plane = np.asarray(data)
-    leading = plane.ndim == 3 and plane.shape[0] == 1
-    if leading:
-        plane = plane[0]
-    if plane.shape != shape:
-        raise ValueError(f"{call} returned shape {np.shape(data)}, expected {shape} (Y, X), "
-                         "optionally with a leading axis of length 1")
-    return plane, leading
 
 
 #: Added to StarDist's vertices (pixel k's centre at k) for arivis' Point2D. ImageJ needs +0.5 (its
@@ -300,33 +252,33 @@ class ImagesetDimensions:
 
 def imageset_dimensions(imageset: Any) -> ImagesetDimensions:
     """CHECK: the image set's T, Z, C, Y, X sizes and pixel type (no public call)."""
-    raise _unverified("Image set dimensions (T, Z, C, Y, X sizes, pixel type)", "imageset_dimensions")
+    raise unverified_call("Image set dimensions (T, Z, C, Y, X sizes, pixel type)", "imageset_dimensions")
 
 
 def viewer_time_point(viewer: Any) -> int:
     """CHECK: the viewer's active time point, 0-based (no public call)."""
-    raise _unverified("The viewer's active time point", "viewer_time_point")
+    raise unverified_call("The viewer's active time point", "viewer_time_point")
 
 
 def channel_names(imageset: Any) -> tuple[str, ...]:
     """CHECK: the names of the image set's channels, in channel order (no public call)."""
-    raise _unverified("Listing the image set's channel names", "channel_names")
+    raise unverified_call("Listing the image set's channel names", "channel_names")
 
 
 def read_imageset_plane(imageset: Any, channel: int, time_point: int, z: int) -> np.ndarray:
     """CHECK: one ``(Y, X)`` plane of the image set (no public call)."""
-    raise _unverified("Reading one plane of an image set", "read_imageset_plane")
+    raise unverified_call("Reading one plane of an image set", "read_imageset_plane")
 
 
 def create_output_channel(document: Any, imageset: Any, name: str, dtype: np.dtype) -> int:
     """CHECK: add an empty channel ``name`` to the image set, return its index (no public call)."""
-    raise _unverified("Creating a new named channel", "create_output_channel")
+    raise unverified_call("Creating a new named channel", "create_output_channel")
 
 
 def write_imageset_plane(imageset: Any, channel: int, time_point: int, z: int,
                          labels: np.ndarray) -> None:
     """CHECK: write one ``(Y, X)`` plane into channel ``channel`` (no public call)."""
-    raise _unverified("Writing one plane into a channel", "write_imageset_plane")
+    raise unverified_call("Writing one plane into a channel", "write_imageset_plane")
 
 
 # ------------------------------------------------------------------ Script Editor

@@ -51,6 +51,8 @@ from .polygon_geometry import empty_shapes, overlap_rectangle_area, shape_of
 #: Threads for the per-candidate facts: the machine's cores (up to 2) when NMS runs alone;
 #: worker processes, which share the cores with the CNN, set it to 1.
 THREADS = 2
+#: Fewer candidates than this per thread are not worth a thread's start.
+CANDIDATES_PER_THREAD = 2048
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,7 +86,7 @@ def polygon_facts(dist: np.ndarray, points: np.ndarray, sin: np.ndarray, cos: np
              np.empty((n, 4), np.int64),              # box: x1, x2, y1, y2
              np.empty(n, np.float32), np.empty(n, np.float32),   # outer radius, area
              np.empty(n, np.bool_), np.empty((n, 3)), np.full((n, 3), -1.0))   # regular, outer, inner
-    bounds = np.linspace(0, n, max(1, min(threads, n // 2048 + 1)) + 1).astype(np.int64)
+    bounds = np.linspace(0, n, max(1, min(threads, n // CANDIDATES_PER_THREAD + 1)) + 1).astype(np.int64)
     if len(bounds) == 2:
         _facts_into(dist, rows, points, sin, cos, 0, n, *facts)
         return facts
@@ -156,6 +158,18 @@ def _facts_into(dist, rows, points, sin, cos, lo, hi, vx, vy, box, radius, area,
 
 
 @njit(cache=True, nogil=True)
+def _clearly_above(lower, threshold, smaller, tolerance):
+    """A lower bound of the overlap that exceeds the threshold share of ``smaller`` beyond doubt."""
+    return lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6
+
+
+@njit(cache=True, nogil=True)
+def _clearly_below(upper, threshold, smaller, tolerance):
+    """An upper bound of the overlap that stays under the threshold share of ``smaller`` beyond doubt."""
+    return upper / smaller < threshold - 1e-6 and upper + tolerance < threshold * smaller
+
+
+@njit(cache=True, nogil=True)
 def _disc_inside(vx, vy, p, disc, needed):
     """Area of the largest disc around ``disc``'s centre inside both ``disc`` (the inner disc of
     one polygon) and polygon ``p``, shrunk by Clipper's rounding, so that it lies inside the
@@ -165,8 +179,8 @@ def _disc_inside(vx, vy, p, disc, needed):
     Returns 0 early once the area can no longer exceed ``needed`` (a little below the area
     that would decide the pair, so the caller's own comparison stays the judge)."""
     cy, cx, r = disc[0], disc[1], disc[2]
-    reach = math.sqrt(needed / math.pi) + ROUNDING       # the radius the disc must keep
-    if r <= ROUNDING or r <= reach:
+    reach = math.sqrt(needed / math.pi) + ROUNDING       # the radius the disc must keep (>= the rounding)
+    if r <= reach:
         return 0.0
     n = vx.shape[1]
     d2 = r * r
@@ -195,7 +209,7 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
         tolerance = 1e-6 * max(1.0, cap)
         lower = lens_area(inner[i, 2] - ROUNDING, inner[j, 2] - ROUNDING,
                           math.sqrt((inner[i, 0] - inner[j, 0]) ** 2 + (inner[i, 1] - inner[j, 1]) ** 2))
-        if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
+        if _clearly_above(lower, threshold, smaller, tolerance):
             tiers[1] += 1
             return 1
     upper = lens_area(outer[i, 2] + ROUNDING, outer[j, 2] + ROUNDING,
@@ -207,13 +221,13 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
         tiers[4] += 1
         return -1
     tolerance = 1e-6 * max(1.0, upper)
-    if upper / smaller < threshold - 1e-6 and upper + tolerance < threshold * smaller:
+    if _clearly_below(upper, threshold, smaller, tolerance):
         tiers[0] += 1
         return 0
     needed = max(0.0, (1 - 1e-6) * threshold * smaller)  # what a deciding disc must exceed, and then some
     for p, q in ((j, i), (i, j)):
         lower = _disc_inside(vx, vy, p, inner[q], needed)
-        if lower > threshold * smaller + tolerance and lower / smaller > threshold + 1e-6:
+        if _clearly_above(lower, threshold, smaller, tolerance):
             tiers[1] += 1
             return 1
     # neighbours side by side: the band where both reach, along and across the line between
@@ -223,7 +237,7 @@ def _decide(i, j, vx, vy, points, outer, inner, regular, area, threshold, ts, ti
     upper = overlap_rectangle_area(vx, vy, i, j, 1.0, 0.0, ROUNDING)
     if norm > 0:
         upper = min(upper, overlap_rectangle_area(vx, vy, i, j, dx / norm, dy / norm, ROUNDING))
-    if upper / smaller < threshold - 1e-6 and upper + tolerance < threshold * smaller:
+    if _clearly_below(upper, threshold, smaller, tolerance):
         tiers[0] += 1
         return 0
     shape_of(vx, vy, regular, i, shapes, scratch)
@@ -310,14 +324,14 @@ def _cell_index(points, cell):
     y0, x0 = np.inf, np.inf
     for i in range(n):
         y0, x0 = min(y0, float(points[i, 0])), min(x0, float(points[i, 1]))
-    flat = np.empty(n, np.int64)
-    rows = cols = 1
+    iy, ix = np.empty(n, np.int64), np.empty(n, np.int64)
     for i in range(n):
-        rows = max(rows, int(math.floor((float(points[i, 0]) - y0) / cell)) + 1)
-        cols = max(cols, int(math.floor((float(points[i, 1]) - x0) / cell)) + 1)
+        iy[i] = int(math.floor((float(points[i, 0]) - y0) / cell))
+        ix[i] = int(math.floor((float(points[i, 1]) - x0) / cell))
+    rows, cols = iy.max() + 1, ix.max() + 1
+    flat = iy * cols + ix
     cell_start = np.zeros(rows * cols + 1, np.int64)
     for i in range(n):
-        flat[i] = int(math.floor((float(points[i, 0]) - y0) / cell)) * cols + int(math.floor((float(points[i, 1]) - x0) / cell))
         cell_start[flat[i] + 1] += 1
     for g in range(rows * cols):
         cell_start[g + 1] += cell_start[g]

@@ -79,7 +79,7 @@ def test_threads_change_nothing():
     is the kept set (worker processes run one thread, the run's own process two)."""
     rng = np.random.default_rng(5)
     dist, prob, points = candidates(discs((256, 256), 160, (6, 14), rng), 32, rng)
-    assert len(dist) > 2 * 2048, len(dist)          # enough candidates to be split
+    assert len(dist) > 2 * nms.CANDIDATES_PER_THREAD, len(dist)     # enough candidates to be split
     sin, cos = nms.ray_directions(32)
     one, three = nms.polygon_facts(dist, points, sin, cos, 1), nms.polygon_facts(dist, points, sin, cos, 3)
     assert all(np.array_equal(a, b) for a, b in zip(one, three))
