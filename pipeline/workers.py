@@ -123,10 +123,8 @@ def _ready() -> int:
     """A no-op job that imports what real jobs need, so start-up happens up front (none of
     stardist, TensorFlow or scikit-image: NMS, rendering and measuring are our own code)."""
     from ..analysis.measure import Calibration, measure_plane
-    from . import nms
     from .nms import non_maximum_suppression_sparse
     from .rendering import polygons_to_label
-    nms.THREADS = 1             # the CNN in the run's process uses the other cores meanwhile
     # load the compiled code (compiled once per installation, ~15-30 s, then cached by numba)
     labels = polygons_to_label(np.ones((1, 8), np.float32), np.full((1, 2), 4, np.float32), (8, 8))
     non_maximum_suppression_sparse(np.ones((2, 8), np.float32), np.ones(2, np.float32), np.zeros((2, 2), np.float32))

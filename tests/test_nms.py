@@ -10,6 +10,7 @@ path ran).
 """
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
@@ -87,6 +88,16 @@ def test_threads_change_nothing():
     kept = [nms.non_maximum_suppression_inds(dist[order], points[order], 0.4, threads=t) for t in (1, 2)]
     assert np.array_equal(kept[0], kept[1]) and 0 < kept[0].sum() < len(dist)
     assert_same_as_stardist(dist, prob, points, 0.4)
+
+
+def test_thread_budget_follows_the_process_openmp_setting(monkeypatch):
+    """Worker processes (ours and Dask's) run with OMP_NUM_THREADS=1 beside the CNN: so does NMS."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert nms.thread_budget() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert nms.thread_budget() == nms.MAX_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert nms.thread_budget() == min(nms.MAX_THREADS, os.cpu_count() or 1)
 
 
 def test_every_decision_path_runs_and_agrees():
