@@ -73,6 +73,13 @@ def main(argv=None, prog=None) -> int:
     return launch(user_settings(), argv, prog=prog)
 
 
+def console_main() -> None:
+    """The installed ``stardist-2d`` command: ``main``, then the process ends at once
+    (``process_exit``: no second of TensorFlow teardown after the last line)."""
+    from stardist_v4d.process_exit import end_process
+    end_process(main())
+
+
 def _inside_arivis() -> bool:
     """Whether arivis' Python modules import here (asked only when this file is run)."""
     try:
@@ -87,6 +94,10 @@ def _inside_arivis() -> bool:
 if globals().get("__name__") == "__main__":
     _exit_code = main()
     if not _inside_arivis():          # never end the host application's interpreter
-        sys.exit(_exit_code)
+        try:
+            from stardist_v4d.process_exit import end_process
+        except ImportError:
+            sys.exit(_exit_code)
+        end_process(_exit_code)
 elif globals().get("__spec__") is None and _inside_arivis():
     main([])

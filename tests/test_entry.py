@@ -59,3 +59,30 @@ def test_module_command_runs_the_same_entry(argv):
     result = subprocess.run([sys.executable, "-m", "stardist_v4d", *argv], capture_output=True, text=True)
     assert result.returncode == 0
     assert "run" in result.stdout
+
+
+def test_end_process_finishes_what_a_normal_exit_would_then_skips_the_teardown(tmp_path):
+    """``end_process`` (the command line's exit): non-daemon threads finish, ``atexit`` handlers
+    run, buffered output is flushed, the code is kept; module teardown (``__del__`` at the
+    interpreter's end, TensorFlow's second) is skipped."""
+    script = tmp_path / "ending.py"
+    script.write_text(f"""
+import atexit, sys, threading, time
+from pathlib import Path
+from stardist_v4d.process_exit import end_process
+out = Path({str(tmp_path)!r})
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread").write_text("done"))).start()
+class Teardown:
+    def __del__(self):
+        (out / "teardown").write_text("ran")
+kept = Teardown()
+sys.stdout.write("buffered, no newline")
+sys.stderr.write("to stderr")
+end_process(3)
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 3
+    assert result.stdout == "buffered, no newline" and result.stderr == "to stderr"
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
+    assert not (tmp_path / "teardown").exists()
