@@ -86,3 +86,13 @@ end_process(3)
     assert result.stdout == "buffered, no newline" and result.stderr == "to stderr"
     assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
     assert not (tmp_path / "teardown").exists()
+
+
+def test_end_process_stops_an_idle_thread_pool_as_a_normal_exit_does(tmp_path):
+    """A ThreadPoolExecutor left open (its threads are not daemons) must not keep the process alive."""
+    code = ("from concurrent.futures import ThreadPoolExecutor\n"
+            "from stardist_v4d.process_exit import end_process\n"
+            "pool = ThreadPoolExecutor(1); pool.submit(print, 'job ran')\n"
+            "end_process(0)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "job ran\n"
