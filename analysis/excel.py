@@ -201,45 +201,94 @@ def _write_table(workbook: _Book, name: str, csv_path: Path,
     """One CSV -> sheet ``name`` (and ``name 2``, ... when it does not fit); the note, if any."""
     with open(csv_path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
-        columns = next(reader, [])
-        header = [human_header(column.strip(), channel_names) for column in columns]
-        rows = ([_cell_value(field) for field in row] for row in reader)
-        n_rows, n_sheets = _write_sheets(workbook, name, header, rows, max_rows,
-                                         [number_format(column.strip()) for column in columns])
-    if n_sheets == 1:
-        return None
-    return (f"{name}: {n_rows:,} rows on sheets {name} .. {_sheet_title(name, n_sheets)} "
-            f"(Excel holds {max_rows - 1:,} rows a sheet); the CSV has them all.")
+        sheet = table_sheet(workbook, name, next(reader, []), channel_names, max_rows)
+        for row in reader:
+            sheet.add([_cell_value(field) for field in row])
+        return sheet.close()
+
+
+def table_sheet(workbook: _Book, name: str, columns: Sequence[str], channel_names: Sequence[str],
+                max_rows: int, premade=None) -> "SheetRows":
+    """A sheet for a CSV table whose header (snake_case ``columns``) is known; rows added one by one."""
+    header = [human_header(column.strip(), channel_names) for column in columns]
+    return SheetRows(workbook, name, header, max_rows, [number_format(column.strip()) for column in columns],
+                     premade)
 
 
 def _write_sheets(workbook: _Book, name: str, header: list[str],
                   rows: Iterable[list], max_rows: int, formats: Sequence[str | None] = ()) -> tuple[int, int]:
-    """Stream ``rows`` onto sheets ``name``, ``name 2``, ...; returns (data rows, sheets).
+    """Stream ``rows`` onto sheets ``name``, ``name 2``, ...; returns (data rows, sheets)."""
+    sheet = SheetRows(workbook, name, header, max_rows, formats)
+    for row in rows:
+        sheet.add(row)
+    sheet.close()
+    return sheet.n_rows, sheet.n_sheets
 
-    ``formats``: a number format per column (None: General), applied to its real numbers.
+
+class SheetFull(Exception):
+    """A premade sheet is full: its continuation would not stand next to it (``SheetRows``)."""
+
+
+class SheetRows:
+    """Rows onto sheet ``name``, continued on ``name 2``, ... when one is full.
+
+    Each sheet's first rows wait until ``_WIDTH_SAMPLE_ROWS`` are in (or ``close``) so the
+    columns are sized from them. ``formats``: a number format per column (None: General),
+    applied to its real numbers. ``premade``: the first sheet, added to the workbook
+    earlier to keep the sheets' order while rows still come in (a workbook streamed during
+    a run); a second sheet then raises ``SheetFull``, as it would land after later sheets.
     """
-    rows = iter(rows)
-    per_sheet = max_rows - 1
-    n_rows = n_sheets = 0
-    while True:
-        first = list(itertools.islice(rows, min(per_sheet, _WIDTH_SAMPLE_ROWS)))
-        if not first and n_sheets:
-            return n_rows, n_sheets
-        n_sheets += 1
-        sheet = workbook.xlsx.add_worksheet(_sheet_title(name, n_sheets))
-        _set_widths(sheet, header, first)
+
+    def __init__(self, workbook: _Book, name: str, header: list[str], max_rows: int,
+                 formats: Sequence[str | None] = (), premade=None) -> None:
+        self.workbook, self.name, self.header = workbook, name, header
+        self.per_sheet = max_rows - 1
+        self.styles = {column: workbook.number_format(fmt) for column, fmt in enumerate(formats) if fmt is not None}
+        self.premade = premade
+        self.n_rows = self.n_sheets = 0
+        self._sheet = None
+        self._in_sheet = 0                  # data rows on the current sheet
+        self._waiting: list[list] = []      # first rows of a sheet, before it is sized
+
+    def add(self, row: list) -> None:
+        if self._sheet is not None and self._in_sheet == self.per_sheet:
+            self._sheet = None               # full: the next row starts a new sheet
+        if self._sheet is None:
+            self._waiting.append(row)
+            if len(self._waiting) == min(self.per_sheet, _WIDTH_SAMPLE_ROWS):
+                self._open()
+            return
+        self._write(row)
+
+    def close(self) -> str | None:
+        """Write what waits (a header-only sheet if no row came); the overflow note, if any."""
+        if self._waiting or not self.n_sheets:
+            self._open()
+        if self.n_sheets == 1:
+            return None
+        return (f"{self.name}: {self.n_rows:,} rows on sheets {self.name} .. {_sheet_title(self.name, self.n_sheets)} "
+                f"(Excel holds {self.per_sheet:,} rows a sheet); the CSV has them all.")
+
+    def _open(self) -> None:
+        self.n_sheets += 1
+        if self.premade is not None and self.n_sheets > 1:
+            raise SheetFull(self.name)
+        sheet = self.premade if self.premade is not None else \
+            self.workbook.xlsx.add_worksheet(_sheet_title(self.name, self.n_sheets))
+        waiting, self._waiting = self._waiting, []
+        _set_widths(sheet, self.header, waiting)
         _print_setup(sheet)
-        styles = {column: workbook.number_format(fmt) for column, fmt in enumerate(formats) if fmt is not None}
-        for column, text in enumerate(header):
-            sheet.write_string(0, column, _text_cell_value(text), workbook.bold)
-        row_number = 0
-        for row in itertools.chain(first, itertools.islice(rows, per_sheet - len(first))):
-            row_number += 1
-            for column, value in enumerate(row):
-                _write_cell(sheet, row_number, column, value, styles.get(column))
-            n_rows += 1
-        if n_rows < n_sheets * per_sheet:  # this sheet is not full, so the rows are done
-            return n_rows, n_sheets
+        for column, text in enumerate(self.header):
+            sheet.write_string(0, column, _text_cell_value(text), self.workbook.bold)
+        self._sheet, self._in_sheet = sheet, 0
+        for row in waiting:
+            self._write(row)
+
+    def _write(self, row: list) -> None:
+        self._in_sheet += 1
+        for column, value in enumerate(row):
+            _write_cell(self._sheet, self._in_sheet, column, value, self.styles.get(column))
+        self.n_rows += 1
 
 
 def _print_setup(sheet) -> None:

@@ -12,7 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from ..analysis.objects import ObjectBuilder, units
 from ..analysis.tracking import TrackingSettings, track_files, track_table, write_csv
 from ..analysis.tables import PARTIAL_SUFFIX, CsvTable, TablePaths, plane_summary, planes_columns
 from .label_ids import final_ids, provisional_floor
+
+if TYPE_CHECKING:
+    from .workbook_process import WorkbookProcess
 
 Columns = dict[str, np.ndarray]
 
@@ -115,7 +118,7 @@ class RunMeasurements:
     replay: Callable[[int, int], tuple[np.ndarray, list[np.ndarray]]] | None = None   # a written plane + channels
     tracking: TrackingSettings | None = None   # LAP tracks over time at the end
     written: Callable[[int, int], np.ndarray] | None = None   # reads back a written plane (overlays)
-    side_process: bool = False               # the workbook may be written in a process beside the plots
+    workbook_process: "WorkbookProcess | None" = None   # the workbook, written beside the run as rows come
 
     def __post_init__(self) -> None:
         from ..analysis.measure import column_names
@@ -134,6 +137,19 @@ class RunMeasurements:
                 self._replay_open_time_point()
         self._tracked: list[str] | None = None     # track_t: lines of the tracking done before the output closed
         self._new_ids: Callable[[int], int] | None = None
+        if self.workbook_process is not None and self.plots and not self.track_ids:   # track_t renumbers at the end
+            self.workbook_process.follow({sheet: table.partial_path for sheet, table in self._sheets().items()})
+            self._workbook_grows()
+
+    def _sheets(self) -> dict[str, CsvTable]:
+        """The growing tables by sheet name, in the workbook's order."""
+        sheets = {"Objects": self.objects} if self.objects is not None else {}
+        return {**sheets, "Nuclei": self.nuclei, "Planes": self.planes}
+
+    def _workbook_grows(self) -> None:
+        """Tell the workbook's process how far the tables are written (flushed)."""
+        if self.workbook_process is not None and self.plots and not self.track_ids:
+            self.workbook_process.grow({sheet: table.size for sheet, table in self._sheets().items()})
 
     def _replay_open_time_point(self) -> None:
         """A resumed run stopped inside a time point: its done planes build their objects again.
@@ -185,6 +201,7 @@ class RunMeasurements:
                 self.objects.append(finished)
         if self.overlay is not None and (time_point, z) == (self.overlay.time_point, self.overlay.z):
             self.overlay.labels = np.array(labels() if callable(labels) else labels, copy=True)
+        self._workbook_grows()
 
     def _lap_tracks(self, where: dict[str, Path]) -> list[str]:
         """Tracks over time from the finished objects (or nuclei) table; adds their sheets to ``where``."""
@@ -252,9 +269,14 @@ class RunMeasurements:
 
     def discard(self) -> None:
         """Close and delete the unfinished tables (a run that failed on bad input)."""
+        self._abandon_workbook()
         for table in (self.nuclei, self.planes, self.objects):
             if table is not None:
                 table.finish(False).unlink(missing_ok=True)
+
+    def _abandon_workbook(self) -> None:
+        if self.workbook_process is not None:
+            self.workbook_process.abandon()
 
     def drop_partials(self) -> None:
         """After a completed run's output is in place: the ``.partial`` tables ``finish`` kept go."""
@@ -270,9 +292,9 @@ class RunMeasurements:
         A completed run's ``.partial`` tables stay until ``drop_partials`` (the run calls it once
         its output is in place): a run killed before that finishes again from them."""
         if not completed:
+            self._abandon_workbook()
             self._cut_back()
-        tables = {"Objects": self.objects} if self.objects is not None else {}
-        tables.update({"Nuclei": self.nuclei, "Planes": self.planes})
+        tables = self._sheets()
         renumber = {"Objects": "label_id", "Nuclei": "label"} if completed and self._new_ids else {}
         where = {sheet: table.finish(completed, (renumber[sheet], self._new_ids) if sheet in renumber else None)
                  for sheet, table in tables.items()}
@@ -308,14 +330,24 @@ class MeasurePlan:
     tracking: TrackingSettings | None = None
     side_process: bool = False               # the workbook may be written in a process beside the plots
 
+    def workbook_process(self) -> "WorkbookProcess | None":
+        """The second process that writes the workbook as the tables grow, started now (before
+        the model loads, so its start overlaps TensorFlow's); None where there is none."""
+        if self.paths is None or not self.plots or not self.side_process:
+            return None
+        from .workbook_process import start_workbook_process
+        return start_workbook_process(self.paths.workbook, self.channel_names)
+
     def start(self, settings: Mapping[str, str], resume: Mapping | None = None,
               written: Callable[[int, int], np.ndarray] | None = None,
-              channels: Callable[[int, int], list[np.ndarray]] | None = None) -> RunMeasurements | None:
+              channels: Callable[[int, int], list[np.ndarray]] | None = None,
+              workbook: "WorkbookProcess | None" = None) -> RunMeasurements | None:
         """Open the tables (once the output exists); None when no files are written.
 
         ``resume`` continues an earlier run's tables (``RunMeasurements.state()``);
         ``written`` reads back a plane it wrote, for the overlay picture and the objects of
-        a time point the earlier run left unfinished; ``channels`` reads that plane's input.
+        a time point the earlier run left unfinished; ``channels`` reads that plane's input;
+        ``workbook``: the process from ``workbook_process()``.
         """
         if self.paths is None:
             return None
@@ -329,7 +361,7 @@ class MeasurePlan:
         return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
                                self.track_ids, self.time_increment_s, self.plots, overlay, settings,
                                resume, self.planes if len(self.planes) > 1 else (), replay,
-                               self.tracking, written, self.side_process)
+                               self.tracking, written, workbook)
 
     def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
         """Per label, the features the host attaches to objects (None when it attaches none)."""

@@ -273,13 +273,17 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
     if config.scheduler is not None and host.plane_access() is None:
         raise HostError(f"SCHEDULER {config.scheduler!r}: this host's planes cannot be read by Dask workers; "
                         "give an OME-Zarr input (python -m stardist_v4d convert STACK.tif STACK.ome.zarr)")
+    workbook = None if measuring is None else measuring.workbook_process()   # starts beside the model's load
     pending = None if config.scheduler or uses_blocks(config, info.plane_shape) else start_pool(
         config.workers, len(resume.left(steps)), host.allows_worker_processes(), host.log)
     try:
-        return _segment(config, host, plan, summary, pending, started, measuring, record, resume, keep_model)
+        return _segment(config, host, plan, summary, pending, started, measuring, record, resume, keep_model,
+                        workbook)
     finally:
         if pending is not None:
             pending.shutdown()
+        if workbook is not None:
+            workbook.abandon()             # nothing once the workbook is written
 
 
 def _model_for(config: Config, host: Host, record: dict[str, str], keep_model: bool):
@@ -294,7 +298,7 @@ def _model_for(config: Config, host: Host, record: dict[str, str], keep_model: b
 
 def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
              pending: PendingPool | None, started: float, measuring: MeasurePlan | None,
-             record: dict[str, str], resume: Resume, keep_model: bool = False) -> RunSummary:
+             record: dict[str, str], resume: Resume, keep_model: bool = False, workbook=None) -> RunSummary:
     """Load the model, then stream, number and write every plane (``run``'s body)."""
     steps = plan.steps
     model = None if config.scheduler else _model_for(config, host, record, keep_model)
@@ -316,7 +320,7 @@ def _segment(config: Config, host: Host, plan: Plan, summary: RunSummary,
     size_c = host.dataset_info().size_c
     tables = None if measuring is None else measuring.start(
         {**record, **run_context(config, host.dataset_info())}, resume.measurements(), host.read_output_plane,
-        lambda t, z: [host.read_plane(c, t, z) for c in range(size_c)])
+        lambda t, z: [host.read_plane(c, t, z) for c in range(size_c)], workbook)
     completed = False
     planes = plane_stream(config, host, plan, model, normalizer, pending, measuring,
                           resume.left(steps))

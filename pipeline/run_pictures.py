@@ -72,10 +72,12 @@ def workbook_and_plots(tables, where: Mapping[str, Path],
     from ..analysis.plots import Overlay as PlotOverlay, make_plots
 
     workbook_args = (tables.paths.workbook, dict(where), dict(tables.settings), list(tables.channel_names))
-    beside = _workbook_beside(workbook_args) if getattr(tables, "side_process", False) else None
+    beside = getattr(tables, "workbook_process", None)     # written as the tables grew, finished beside the plots
     notes: list[str] = []
     if beside is None:
         notes += _workbook_notes(workbook_args, None)
+    else:
+        beside.finish_later(where, tables.settings)
     picture = None
     if tables.overlay is not None and tables.overlay.labels is not None:
         picture = PlotOverlay(read_plane(tables.overlay.time_point, tables.overlay.z),
@@ -98,41 +100,15 @@ def workbook_and_plots(tables, where: Mapping[str, Path],
     return notes
 
 
-def _workbook_beside(workbook_args: tuple):
-    """The workbook started in a second process (it is pure Python and takes as long as the
-    plots: 1.6 s against 1.3 s after a crowded 10-plane run), or None if none starts."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from ..analysis.excel import write_workbook
-    try:
-        executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        future = executor.submit(write_workbook, *workbook_args)
-        executor.shutdown(wait=False)            # the submitted workbook still completes
-        return future
-    except Exception:   # noqa: BLE001  (no second process: written here instead)
-        return None
-
-
 def _workbook_notes(workbook_args: tuple, beside) -> list[str]:
     """The workbook's notes: collected from ``beside`` (the second process), else written here,
     also when the second process could not write it for any reason but the disk (it died, or a
     script without a main guard stopped it); or why it could not be written."""
     from ..analysis.excel import write_workbook
     try:
-        notes = _second_process_notes(beside) if beside is not None else None
+        notes = beside.notes() if beside is not None else None
         if notes is None:
             notes = write_workbook(*workbook_args)
     except OSError as error:
         return [f"The Excel workbook could not be written ({error}); the CSV tables are complete."]
     return notes + [f"Excel workbook: {workbook_args[0]}"]
-
-
-def _second_process_notes(beside) -> list[str] | None:
-    """The second process's notes; None if it failed other than on the disk (``OSError`` passes)."""
-    try:
-        return beside.result()
-    except OSError:
-        raise
-    except Exception:   # noqa: BLE001
-        return None

@@ -242,26 +242,34 @@ def test_numbers_show_their_meaningful_digits_and_keep_all_of_them(tmp_path, run
 
 
 def test_the_workbook_written_in_a_second_process_equals_the_one_written_here(tmp_path, run_tables):
-    from stardist_v4d.pipeline.run_pictures import _workbook_beside, _workbook_notes
+    from stardist_v4d.pipeline.run_pictures import _workbook_notes
+    from stardist_v4d.pipeline.workbook_process import start_workbook_process
     here, beside = tmp_path / "here.xlsx", tmp_path / "beside.xlsx"
     write_workbook(here, run_tables, SETTINGS, CHANNELS)
-    args = (beside, dict(run_tables), dict(SETTINGS), list(CHANNELS))
-    future = _workbook_beside(args)
-    assert future is not None
-    assert _workbook_notes(args, future) == [f"Excel workbook: {beside}"]
+    process = start_workbook_process(beside, CHANNELS)
+    assert process is not None
+    process.finish_later(run_tables, SETTINGS)
+    assert _workbook_notes((beside, dict(run_tables), dict(SETTINGS), list(CHANNELS)), process) == \
+        [f"Excel workbook: {beside}"]
     a, b = openpyxl.load_workbook(here), openpyxl.load_workbook(beside)
     assert a.sheetnames == b.sheetnames
     for name in a.sheetnames:
         assert sheet_rows(a, name) == sheet_rows(b, name)
 
 
-def test_a_second_process_that_failed_is_replaced_by_writing_here(tmp_path, run_tables):
-    from concurrent.futures import Future
+def test_a_second_process_that_died_is_replaced_by_writing_here(tmp_path, run_tables):
+    import os
+    import signal
 
     from stardist_v4d.pipeline.run_pictures import _workbook_notes
-    died: Future = Future()
-    died.set_exception(RuntimeError("the process died"))
+    from stardist_v4d.pipeline.workbook_process import start_workbook_process
     out = tmp_path / "run.xlsx"
-    assert _workbook_notes((out, dict(run_tables), dict(SETTINGS), list(CHANNELS)), died) == \
+    process = start_workbook_process(out, CHANNELS)
+    process.follow({"Nuclei": run_tables["Nuclei"]})
+    process.grow({"Nuclei": 10})
+    for pid in list(process._pool._processes):            # noqa: SLF001  (killed, as the OOM killer would)
+        os.kill(pid, signal.SIGKILL)
+    process.finish_later(run_tables, SETTINGS)
+    assert _workbook_notes((out, dict(run_tables), dict(SETTINGS), list(CHANNELS)), process) == \
         [f"Excel workbook: {out}"]
     assert openpyxl.load_workbook(out).sheetnames == ["Nuclei", "Planes", "Tracks", "Settings"]

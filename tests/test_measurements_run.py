@@ -64,7 +64,7 @@ def segment(folder: Path, models_dir: Path, stack: np.ndarray | None = None, hos
     source = write_input(folder, stack, pixel)
     target = folder / "out.ome.tif"
     config = Config(model2d_path=models_dir, model_name="tiny", input_path=source,
-                    output_path=target, current_time_point=False, workers=0, **settings)
+                    output_path=target, current_time_point=False, **{"workers": 0, **settings})
     summary = run(config, host(source, target, show_progress=False, **(host_kwargs or {})))
     return summary, stack, target
 
@@ -141,6 +141,30 @@ def test_workbook_has_the_tables_in_words_and_the_run_settings(measured_run):
     assert settings["input.path"] == str((folder / "in.ome.tif").resolve())
     started = datetime.fromisoformat(settings["run.started"])
     assert started.tzinfo is not None and abs((datetime.now(started.tzinfo) - started).days) < 1
+
+
+def test_the_workbook_written_beside_the_run_as_it_goes_equals_the_one_from_its_csvs(tmp_path, models_dir,
+                                                                                     monkeypatch):
+    """Default WORKERS: the workbook's own process follows the tables plane by plane (objects
+    through Z, two time points, then tracks); its cells equal the workbook made from the
+    finished CSVs."""
+    from test_excel_stream import workbook_contents
+
+    from stardist_v4d.analysis.excel import write_workbook
+    from stardist_v4d.pipeline import workbook_process
+    grown: list[dict] = []
+    grow = workbook_process.WorkbookProcess.grow
+    monkeypatch.setattr(workbook_process.WorkbookProcess, "grow",
+                        lambda self, sizes: (grown.append(dict(sizes)), grow(self, sizes))[1])
+    summary, _, _ = segment(tmp_path, models_dir, workers=None)
+    assert summary.completed and len(grown) == 1 + summary.planes_done     # opened, then every plane
+    assert grown[-1]["Nuclei"] > grown[0]["Nuclei"] and list(grown[-1]) == ["Objects", "Nuclei", "Planes"]
+    streamed = tmp_path / "out_measurements.xlsx"
+    settings = dict(openpyxl.load_workbook(streamed)["Settings"].iter_rows(min_row=2, values_only=True))
+    tables = {sheet: tmp_path / f"out_{sheet.lower()}.csv" for sheet in ("Objects", "Nuclei", "Planes", "Tracks", "Spots")}
+    write_workbook(tmp_path / "from_csv.xlsx", tables, settings, ("Hoechst", "GFP"))
+    assert workbook_contents(streamed) == workbook_contents(tmp_path / "from_csv.xlsx")
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_plots_are_non_empty_pictures(measured_run):
@@ -223,8 +247,9 @@ def test_existing_tables_stop_the_run_before_the_model_loads(tmp_path, models_di
     assert not (tmp_path / "out.ome.tif.partial").exists()
 
 
-def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_planes(tmp_path, models_dir):
-    summary, _, target = segment(tmp_path, models_dir, host=StopAfter, host_kwargs={"planes": 4})
+@pytest.mark.parametrize("workers", [0, None])      # None: with the workbook's own process
+def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_planes(tmp_path, models_dir, workers):
+    summary, _, target = segment(tmp_path, models_dir, host=StopAfter, host_kwargs={"planes": 4}, workers=workers)
     assert not summary.completed and summary.planes_done == 4
     nuclei = pd.read_csv(tmp_path / "out_nuclei.csv.partial")
     planes = pd.read_csv(tmp_path / "out_planes.csv.partial")
@@ -235,6 +260,7 @@ def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_plane
     done = {(r.time_point, r.z) for r in planes.itertuples()}
     assert done == set(summary.nuclei_per_plane)
     assert not (tmp_path / "out_nuclei.csv").exists() and not (tmp_path / "out_measurements.xlsx").exists()
+    assert not (tmp_path / "out_measurements.xlsx.partial").exists()
 
 
 def test_track_t_writes_the_lap_track_ids_into_every_slice_of_the_channel(tmp_path, models_dir):
