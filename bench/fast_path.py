@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -268,8 +267,8 @@ def main() -> None:
     args.cache.mkdir(exist_ok=True)
     args.input = crowded_stack(args.cache, args.planes, args.size)
     args.models = args.cache / "fast_path_models"           # a copy: the IR cache goes beside it
-    if not (args.models / args.model).is_dir():
-        shutil.copytree(HERE.parent / "models" / args.model, args.models / args.model)
+    from report import model_copy
+    model_copy(HERE.parent / "models" / args.model, args.models / args.model)
     warm = command_for(["--precision", "bf16"], args, args.cache / "warm.ome.tif", 1)
     subprocess.run(warm, capture_output=True, check=True)      # converts once: later runs are warm
     variants = {name: VARIANTS[name] for name in args.variants}

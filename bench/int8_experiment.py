@@ -11,7 +11,6 @@ crowded 1024 x 1024 plane, the objects' agreement with fp32 on generated crowded
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,8 +47,8 @@ def main() -> None:
     args.cache.mkdir(exist_ok=True)
     models = args.cache / "int8_models"
     folder = models / args.model
-    if not folder.is_dir():
-        shutil.copytree(HERE.parent / "models" / args.model, folder)
+    from report import model_copy
+    model_copy(HERE.parent / "models" / args.model, folder)
     stack = crowded_stack(args.cache, 4)
     warm = [sys.executable, "-m", "stardist_v4d", "run", "--input", str(stack), "--output",
             str(args.cache / "int8_warm.ome.tif"), "--model-path", str(models), "--model", args.model,

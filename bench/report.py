@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -19,6 +20,22 @@ def same_objects(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
     from stardist.matching import matching
     identical = sum(np.array_equal(x, y) for x, y in zip(a, b))
     return identical, min(matching(x, y, thresh=0.9).f1 for x, y in zip(a, b))
+
+
+def model_copy(source: Path, target: Path) -> Path:
+    """``target``: a copy of the model folder ``source`` (a bench's IR cache goes beside it), made
+    again when any of ``source``'s files differs: a copy kept from an older model would time that."""
+    import filecmp
+    import shutil
+
+    files = [p.name for p in Path(source).iterdir() if p.is_file()]
+    if Path(target).is_dir():
+        _, mismatch, errors = filecmp.cmpfiles(source, target, files, shallow=False)
+        if not mismatch and not errors:
+            return Path(target)
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return Path(target)
 
 
 def machine() -> str:
