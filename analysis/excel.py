@@ -24,7 +24,6 @@ workbook that looks finished.
 from __future__ import annotations
 
 import csv
-import itertools
 import math
 import os
 import re
