@@ -242,10 +242,15 @@ def write_track_ids(host: Host, steps: list[tuple[int, int]], channel: int,
 
 
 def counted(summary: RunSummary, plan: Plan, tables) -> str:
-    """The run's count in words: nuclei through Z once each where objects were built, else slices."""
+    """The run's count in words: nuclei through Z once each where objects were built, else slices.
+
+    A stopped run's objects are those of its complete time points only (a time point's objects
+    are built when its last plane is in): said so, never "0 nuclei" beside slices found."""
     objects = getattr(tables, "objects", None)
-    if objects is not None:
+    if objects is not None and summary.completed:
         return f"{objects.rows} nuclei ({summary.total_nuclei} slices)"
+    if objects is not None and objects.rows:
+        return f"{summary.total_nuclei} nucleus slices ({objects.rows} nuclei through Z in complete time points)"
     if len(plan.planes) > 1:
         return f"{summary.total_nuclei} nucleus slices"
     return f"{summary.total_nuclei} nuclei"

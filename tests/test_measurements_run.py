@@ -248,8 +248,14 @@ def test_existing_tables_stop_the_run_before_the_model_loads(tmp_path, models_di
 
 
 @pytest.mark.parametrize("workers", [0, None])      # None: with the workbook's own process
-def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_planes(tmp_path, models_dir, workers):
+def test_stopped_run_keeps_partial_tables_with_exactly_the_rows_of_written_planes(tmp_path, models_dir, workers,
+                                                                                   capsys):
     summary, _, target = segment(tmp_path, models_dir, host=StopAfter, host_kwargs={"planes": 4}, workers=workers)
+    # 4 planes: time point 0 (3 planes) complete, its objects built; time point 1 open
+    objects = len(pd.read_csv(tmp_path / "out_objects.csv.partial"))
+    assert objects > 0
+    assert (f"Stopped: 4 of 6 planes, {summary.total_nuclei} nucleus slices ({objects} nuclei through Z in "
+            "complete time points)") in capsys.readouterr().out
     assert not summary.completed and summary.planes_done == 4
     nuclei = pd.read_csv(tmp_path / "out_nuclei.csv.partial")
     planes = pd.read_csv(tmp_path / "out_planes.csv.partial")
