@@ -326,6 +326,21 @@ def _suppress(start, position, rank, points, vx, vy, box, radius, area, outer, i
 
 
 @njit(cache=True, nogil=True)
+def _row_maxima(dist):
+    """``dist.max(axis=1)``, the same values: numpy's reduction over 32 rays a row took ~2.6 ms
+    of a crowded plane's ~45 ms NMS, this ~0.1 ms."""
+    out = np.empty(dist.shape[0], dist.dtype)
+    for i in range(dist.shape[0]):
+        m = dist[i, 0]
+        for k in range(1, dist.shape[1]):
+            x = dist[i, k]
+            if x > m or x != x:              # a NaN stays, as in numpy's max
+                m = x
+        out[i] = m
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _cell_index(points, cell):
     """Candidates bucketed by the grid cell of their centre (a counting sort, stable: by
     probability within a cell): origin, grid shape, where each cell starts, the order."""
@@ -372,7 +387,7 @@ def _kept(dist: np.ndarray, points: np.ndarray, by_rank: np.ndarray, thresh: flo
     if n < 2:
         return ~suppressed
     sin, cos = ray_directions(dist.shape[1])
-    cell = max(8.0, float(np.median(dist.max(axis=1))))
+    cell = max(8.0, float(np.median(_row_maxima(dist))))
     origin, grid_shape, cell_start, rank = _cell_index(points, cell)
     # stored by grid cell: rank[c] is the probability rank of the candidate at c
     position = np.empty(n, np.int64)

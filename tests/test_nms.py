@@ -176,3 +176,11 @@ def test_every_pair_decided_without_clipper_agrees_with_clipper():
                 exact += 1
                 touching += touch(vx, vy, i, j)
     assert decided > 15_000 and exact > 500 and touching > 50, (decided, exact, touching)
+
+
+def test_row_maxima_equal_numpys_max_over_the_rays_nan_included():
+    from stardist_v4d.pipeline.nms import _row_maxima
+    rng = np.random.default_rng(3)
+    dist = (rng.random((500, 32)) * 20).astype(np.float32)
+    dist[7, 0] = dist[9, 17] = dist[11, 31] = np.nan
+    assert np.array_equal(_row_maxima(dist), dist.max(axis=1), equal_nan=True)
