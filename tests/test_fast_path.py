@@ -47,6 +47,28 @@ def test_sparse_model_equals_stardist_predict_sparse_for_the_same_cnn(tiny_model
                                                                      show_tile_progress=False)[0])
 
 
+@pytest.mark.parametrize("n_tiles", [None, (2, 3)])
+def test_sparse_model_takes_openvinos_own_buffers_with_the_same_candidates(tiny_models, tiny_tf, tiny_ir, n_tiles):
+    """Around OpenVINO the maps are read from the request's buffers, not copied: every tile's
+    candidates are taken before the next call, so they equal those of the copying ``predict``."""
+    from stardist_v4d.pipeline.backends.openvino_cnn import OpenVINOCNN
+
+    class Copying:                                     # predict only: the copying path
+        def __init__(self, cnn):
+            self.predict = cnn.predict
+
+    folder = tiny_models / "tiny"
+    cnn = OpenVINOCNN(tiny_ir.xml, "fp32", tiny_ir.outputs)
+    args = (read_model_folder(folder)[0], tiny_tf._axes_tile_overlap("YX"), tiny_tf._axes_div_by("YX"))
+    plane = normalized(synthetic_nuclei((256, 256), np.random.default_rng(5))[0])
+    got = SparseStarDist2D(folder, args[0], cnn, *args[1:]).predict_sparse(plane, n_tiles=n_tiles)
+    expected = SparseStarDist2D(folder, args[0], Copying(cnn), *args[1:]).predict_sparse(plane, n_tiles=n_tiles)
+    assert len(expected[0]) > 10
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    borrowed = cnn.predict_borrowed(plane[np.newaxis, ..., np.newaxis])
+    assert not borrowed[1].flags.owndata               # really the request's buffer
+
+
 def test_sparse_model_thresholds_come_from_thresholds_json(tmp_path, tiny_models, tiny_tf):
     folder = tiny_models / "tiny"
     sparse = SparseStarDist2D(folder, read_model_folder(folder)[0], tiny_tf.keras_model, (22, 22), (4, 4))

@@ -70,8 +70,18 @@ class OpenVINOCNN:
 
     def predict_all(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output of the network, in its own order."""
+        # copies: the request's buffers are reused by its next call
+        return [np.array(y) for y in self._infer(x)]
+
+    def predict_borrowed(self, x: np.ndarray) -> list[np.ndarray]:
+        """``predict`` without copying: the request's own output buffers, valid until this
+        network's next call. For a caller that takes what it keeps at once (the candidates
+        above the threshold): a crowded plane's 33 MB distance map is not copied (~7 ms)."""
+        outputs = self._infer(x)
+        return [outputs[i] for i in self._outputs]
+
+    def _infer(self, x: np.ndarray) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
         request = self._request(tuple(x.shape))
         request.infer([x])
-        # copies: the request's buffers are reused by its next call
-        return [np.array(request.get_output_tensor(i).data) for i in range(len(request.model_outputs))]
+        return [request.get_output_tensor(i).data for i in range(len(request.model_outputs))]

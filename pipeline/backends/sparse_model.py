@@ -62,8 +62,11 @@ class SparseStarDist2D:
         x = np.pad(img[..., np.newaxis], pad + [(0, 0)], mode="reflect")
         bounds = np.array([x.shape[0] - pad[0][1], x.shape[1] - pad[1][1]])
 
+        borrowed = getattr(self.keras_model, "predict_borrowed", None)   # no copy of the maps: taken from below
+
         def cnn(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            prob, dist = (y[0] for y in self.keras_model.predict(tile[np.newaxis], verbose=0)[:2])
+            outputs = borrowed(tile[np.newaxis]) if borrowed else self.keras_model.predict(tile[np.newaxis], verbose=0)
+            prob, dist = (y[0] for y in outputs[:2])
             return prob[..., 0], dist      # StarDist's np.maximum(1e-3, dist) follows, on the candidates
             #                                  only: the same values, an eighth of a crowded plane's 33 MB map
 
