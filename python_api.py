@@ -63,7 +63,7 @@ def segment(array: Any, axes: str | None = None, *, channel_names: Sequence[str]
     import pandas as pd
 
     from .host_api.arrays import ArrayHost
-    from .pipeline.measuring import TablePaths
+    from .analysis.tables import TablePaths
     from .pipeline.run import plan_for, run
 
     array = image_array(array)

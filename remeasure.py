@@ -22,7 +22,8 @@ from .host_api.tiff_reader import TiffStack
 from .host_api.tiff_metadata import read_run_description, tiff_stem
 from .pipeline.label_ids import walk_order
 from .pipeline.plan import resolve_plane_range
-from .pipeline.measuring import Overlay, RunMeasurements, calibration_for
+from .pipeline.measure_plan import calibration_for
+from .pipeline.measuring import Overlay, RunMeasurements
 from .analysis.tables import TablePaths
 from .analysis.tracking import TrackingSettings
 

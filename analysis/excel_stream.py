@@ -49,7 +49,6 @@ class StreamedWorkbook:
         self.max_rows = max_rows
         self._book: _Book | None = None
         self._followed: dict[str, _Followed] = {}
-        self._dropped = False                     # a followed table outgrew its sheet
         self._scratch: str | None = None          # XlsxWriter's row files until the workbook closes
 
     def follow(self, sheets: Mapping[str, Path]) -> None:
@@ -65,7 +64,7 @@ class StreamedWorkbook:
 
     def grow(self, sizes: Mapping[str, int]) -> None:
         """Write the rows committed up to ``sizes`` (bytes of each followed CSV)."""
-        if self._dropped:
+        if self._book is None:                    # nothing followed, or given up
             return
         try:
             for name, size in sizes.items():
@@ -74,25 +73,26 @@ class StreamedWorkbook:
         except Exception:   # noqa: BLE001  (SheetFull, or anything: ``finish`` writes from the CSVs)
             self._drop()
 
+    def _grow_to_the_end(self) -> None:
+        self.grow({name: os.fstat(followed.file.fileno()).st_size for name, followed in self._followed.items()})
+
     def finish(self, tables: Mapping[str, Path], settings: Mapping[str, str]) -> list[str]:
         """The workbook at ``path``: followed tables read to their end, the others from their
         files (sheet -> finished CSV, in sheet order), then the settings. Returns its notes."""
-        if self._book is not None and not self._dropped:
-            try:
-                for name, followed in self._followed.items():
-                    self._read(name, followed, os.fstat(followed.file.fileno()).st_size)
+        notes: list[str] = []
+        if self._book is not None:
+            self._grow_to_the_end()
+        if self._book is not None:
+            try:            # the last rows of a sheet may still need a continuation: then from the CSVs
+                notes = [n for f in self._followed.values() if f.rows is not None and (n := f.rows.close())]
             except Exception:   # noqa: BLE001
                 self._drop()
-        if self._book is None or self._dropped:
+        if self._book is None:
             self._close_files()
             return write_workbook(self.path, tables, settings, self.channel_names, self.max_rows)
-        notes: list[str] = []
         try:
             try:
                 _check_sheet_names([*tables, SETTINGS_SHEET])
-                for name, followed in self._followed.items():
-                    note = followed.rows.close() if followed.rows is not None else None
-                    notes += [note] if note else []
                 for name, path in tables.items():
                     if name not in self._followed:
                         note = _write_table(self._book, name, Path(path), self.channel_names, self.max_rows)
@@ -128,7 +128,6 @@ class StreamedWorkbook:
 
     def _drop(self) -> None:
         """Give up streaming (the whole workbook is written from the CSVs at ``finish``)."""
-        self._dropped = True
         self._close_files()
         self._book = None          # never closed: its row files go with the scratch folder
         if self._scratch is not None:

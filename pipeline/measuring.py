@@ -3,14 +3,13 @@
 A plane's measurements are computed right after its labels are rendered (in the
 worker process when there is a pool), keyed by StarDist's plane IDs; the run loop
 maps them to the IDs written, appends them to the tables and hands them to the host
-with the objects. Where the files go is the host's answer (beside a TIFF output),
-or ``MEASUREMENTS_DIR``; a host that stores objects may attach the features to them.
+with the objects; a host that stores objects may attach the features to them. What is
+measured and where the files go is decided before the model loads (``measure_plan.py``).
 """
 from __future__ import annotations
 
-import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -26,35 +25,6 @@ if TYPE_CHECKING:
     from .workbook_process import WorkbookProcess
 
 Columns = dict[str, np.ndarray]
-
-
-def calibration_for(pixel_size_setting: tuple[float, float] | None,
-                    file_pixel_size: Sequence[float | None], ring_um: float,
-                    source: str) -> tuple[Calibration, str]:
-    """The pixel size (and the file's Z step) measurements use, and one line saying where they came from."""
-    calibration, line = _xy_calibration(pixel_size_setting, file_pixel_size, ring_um, source)
-    z = file_pixel_size[2] if len(file_pixel_size) > 2 else None
-    if z is not None and np.isfinite(z) and z > 0:
-        return replace(calibration, z_step_um=float(z)), line
-    return calibration, line
-
-
-def _xy_calibration(pixel_size_setting: tuple[float, float] | None, file_pixel_size: Sequence[float | None],
-                    ring_um: float, source: str) -> tuple[Calibration, str]:
-    if pixel_size_setting is not None:
-        x, y = (float(v) for v in pixel_size_setting)
-        return Calibration((x, y), ring_um), f"Measuring in um: pixel size {x:g} x {y:g} um (PIXEL_SIZE_UM)."
-    x, y = file_pixel_size[0], file_pixel_size[1]
-    if x and y:
-        return Calibration((float(x), float(y)), ring_um), f"Measuring in um: pixel size {x:g} x {y:g} um (from {source})."
-    if x or y:
-        size = float(x or y)
-        return (Calibration((size, size), ring_um),
-                f"Measuring in um: {source} states one pixel size ({size:g} um), taken for x and y; "
-                "set PIXEL_SIZE_UM (--pixel-size-um X Y) if that is wrong.")
-    return (Calibration(None, ring_um),
-            f"Pixel size unknown in {source}: measurements are in pixels (columns _px, _px2) and "
-            f"RING_UM = {ring_um:g} is taken as pixels; set PIXEL_SIZE_UM (--pixel-size-um X Y) for um.")
 
 
 def measure_instances(labels: np.ndarray, details: Mapping, channels: Sequence[np.ndarray],
@@ -84,11 +54,6 @@ def features_by_label(columns: Columns, calibration: Calibration, channel_names:
         if len(columns["label"]) else np.zeros((0, len(names)))
     return {int(label): dict(zip(words, row.tolist()))
             for label, row in zip(columns["label"], values)}
-
-
-def safe_stem(name: str) -> str:
-    """A file-name stem from a channel name (``StarDist (demo)`` -> ``StarDist_demo``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "stardist"
 
 
 @dataclass
@@ -137,7 +102,10 @@ class RunMeasurements:
                 self._replay_open_time_point()
         self._tracked: list[str] | None = None     # track_t: lines of the tracking done before the output closed
         self._new_ids: Callable[[int], int] | None = None
-        if self.workbook_process is not None and self.plots and not self.track_ids:   # track_t renumbers at the end
+        # the workbook's process follows the tables as they grow (track_t renumbers them at the end:
+        # its workbook is written from the final tables); the run abandons the process if it stops
+        self._streamed = self.workbook_process is not None and not self.track_ids
+        if self._streamed:
             self.workbook_process.follow({sheet: table.partial_path for sheet, table in self._sheets().items()})
             self._workbook_grows()
 
@@ -148,7 +116,7 @@ class RunMeasurements:
 
     def _workbook_grows(self) -> None:
         """Tell the workbook's process how far the tables are written (flushed)."""
-        if self.workbook_process is not None and self.plots and not self.track_ids:
+        if self._streamed:
             self.workbook_process.grow({sheet: table.size for sheet, table in self._sheets().items()})
 
     def _replay_open_time_point(self) -> None:
@@ -269,14 +237,9 @@ class RunMeasurements:
 
     def discard(self) -> None:
         """Close and delete the unfinished tables (a run that failed on bad input)."""
-        self._abandon_workbook()
         for table in (self.nuclei, self.planes, self.objects):
             if table is not None:
                 table.finish(False).unlink(missing_ok=True)
-
-    def _abandon_workbook(self) -> None:
-        if self.workbook_process is not None:
-            self.workbook_process.abandon()
 
     def drop_partials(self) -> None:
         """After a completed run's output is in place: the ``.partial`` tables ``finish`` kept go."""
@@ -292,7 +255,6 @@ class RunMeasurements:
         A completed run's ``.partial`` tables stay until ``drop_partials`` (the run calls it once
         its output is in place): a run killed before that finishes again from them."""
         if not completed:
-            self._abandon_workbook()
             self._cut_back()
         tables = self._sheets()
         renumber = {"Objects": "label_id", "Nuclei": "label"} if completed and self._new_ids else {}
@@ -311,112 +273,6 @@ class RunMeasurements:
             from .run_pictures import workbook_and_plots
             notes += workbook_and_plots(self, where, read_plane)
         return notes
-
-
-@dataclass(frozen=True)
-class MeasurePlan:
-    """What a run measures and where the results go, decided before the model loads."""
-
-    calibration: Calibration
-    channel_names: tuple[str, ...]
-    plane_shape: tuple[int, int]
-    paths: TablePaths | None                 # None: no files (features on objects only)
-    attach_features: bool = False
-    track_ids: bool = False                  # track_t: the channel gets the track IDs
-    time_increment_s: float | None = None
-    plots: bool = True
-    overlay: tuple[int, int] | None = None   # (time point, z) of the outline picture
-    planes: tuple[int, ...] = ()             # the run's Z planes, bottom to top
-    tracking: TrackingSettings | None = None
-    side_process: bool = False               # the workbook may be written in a process beside the plots
-
-    def workbook_process(self) -> "WorkbookProcess | None":
-        """The second process that writes the workbook as the tables grow, started now (before
-        the model loads, so its start overlaps TensorFlow's); None where there is none."""
-        if self.paths is None or not self.plots or not self.side_process:
-            return None
-        from .workbook_process import start_workbook_process
-        return start_workbook_process(self.paths.workbook, self.channel_names)
-
-    def start(self, settings: Mapping[str, str], resume: Mapping | None = None,
-              written: Callable[[int, int], np.ndarray] | None = None,
-              channels: Callable[[int, int], list[np.ndarray]] | None = None,
-              workbook: "WorkbookProcess | None" = None) -> RunMeasurements | None:
-        """Open the tables (once the output exists); None when no files are written.
-
-        ``resume`` continues an earlier run's tables (``RunMeasurements.state()``);
-        ``written`` reads back a plane it wrote, for the overlay picture and the objects of
-        a time point the earlier run left unfinished; ``channels`` reads that plane's input;
-        ``workbook``: the process from ``workbook_process()``.
-        """
-        if self.paths is None:
-            return None
-        overlay = None if self.overlay is None else Overlay(*self.overlay)
-        if resume and overlay is not None and written is not None and \
-                (overlay.time_point, overlay.z) in {tuple(p) for p in resume.get("planes", [])}:
-            overlay.labels = written(overlay.time_point, overlay.z)
-        replay = None
-        if written is not None and channels is not None:
-            replay = lambda t, z: (written(t, z), channels(t, z))   # noqa: E731
-        return RunMeasurements(self.paths, self.calibration, self.channel_names, self.plane_shape,
-                               self.track_ids, self.time_increment_s, self.plots, overlay, settings,
-                               resume, self.planes if len(self.planes) > 1 else (), replay,
-                               self.tracking, written, workbook)
-
-    def features(self, columns: Columns) -> dict[int, dict[str, float]] | None:
-        """Per label, the features the host attaches to objects (None when it attaches none)."""
-        if not self.attach_features:
-            return None
-        from ..analysis.excel import human_header
-        return features_by_label(columns, self.calibration, self.channel_names, human_header)
-
-
-def measure_plan(config, host, plan, resuming: bool = False) -> MeasurePlan | None:
-    """The run's MeasurePlan, or None when nothing would use measurements.
-
-    Files go to MEASUREMENTS_DIR, else where the host puts them (beside a TIFF
-    output; nowhere inside arivis). Files of an earlier run are replaced only with
-    OVERWRITE; that is checked here, before the model loads.
-    """
-    if not config.measure:
-        return None
-    info = host.dataset_info()
-    place = host.measurements_place()
-    folder = Path(config.measurements_dir) if config.measurements_dir is not None else (
-        place[0] if place else None)
-    stem = place[1] if place else safe_stem(config.output_ch_name)
-    paths = TablePaths(folder, stem) if folder is not None else None
-    attach = host.keeps_features() and config.write_objects
-    if paths is None and not attach:
-        return None
-    track_ids = config.label_ids == "track_t"
-    from ..config import ConfigError
-    if track_ids and (paths is None or not host.can_read_output()):
-        raise ConfigError("LABEL_IDS = 'track_t' tracks nuclei from the measurement tables and then rewrites "
-                          "the label channel: it needs MEASUREMENTS_DIR (--measurements-dir) where this host "
-                          "writes no tables, and a host that reads its output back (the TIFF and OME-Zarr runs)")
-    if paths is not None and not config.overwrite and not resuming:   # resuming: finished tables are its own
-        existing = paths.existing()
-        if existing:
-            raise FileExistsError(
-                f"Measurements {existing[0]} exist already; set OVERWRITE (--overwrite) to replace "
-                "them, MEASUREMENTS_DIR (--measurements-dir) for another folder, or MEASURE = False")
-    calibration, line = calibration_for(config.pixel_size_um, info.pixel_size_um, config.ring_um,
-                                        info.source or "the image")
-    host.log(line)
-    planes = plan.planes
-    return MeasurePlan(calibration, tuple(info.channel_names), info.plane_shape, paths, attach,
-                       track_ids, info.time_increment_s, config.plots,
-                       (plan.time_points[0], planes[len(planes) // 2]) if planes else None, tuple(planes),
-                       TrackingSettings(config.track_max_distance_um, config.track_gap_frames, config.track_divisions),
-                       side_process=_processes_allowed(config, host))
-
-
-def _processes_allowed(config, host) -> bool:
-    """A second process may write the workbook where the run may have worker processes
-    (WORKERS not 0, the host and the Python executable allow them), on 2+ cores."""
-    from .workers import cores, pool_refusal
-    return cores() >= 2 and pool_refusal(config.workers, 2, host.allows_worker_processes()) is None
 
 
 def _partial(path: Path) -> Path:

@@ -22,7 +22,8 @@ from ..dataset_checks import check_against_dataset
 from ..host_api.base import Host, HostError, Nucleus, OutputTarget
 from . import stream
 from .gpu import configure_gpu
-from .measuring import MeasurePlan, measure_plan, with_run_ids
+from .measure_plan import MeasurePlan, measure_plan
+from .measuring import with_run_ids
 from .label_ids import LabelNumbering
 from .backends.engine import choose_engine, load_for, load_kept
 from .model import sha256_of, thresholds_line, weights_file

@@ -100,3 +100,17 @@ def test_an_abandoned_workbook_leaves_no_file_and_no_scratch(tmp_path):
     streamed.abandon()
     assert not scratch.exists()
     assert not (tmp_path / "streamed.xlsx").exists() and not (tmp_path / "streamed.xlsx.partial").exists()
+
+
+def test_a_sheet_that_overflows_only_with_its_last_rows_falls_back_to_the_csvs(tmp_path):
+    """15 rows on sheets of 10: the last 5 wait (to size a continuation sheet) until the end, where
+    they cannot go next to the first sheet: the workbook is then written from the CSVs."""
+    nuclei = Growing(tmp_path / "nuclei.csv", HEADER)
+    streamed = StreamedWorkbook(tmp_path / "streamed.xlsx", CHANNELS, max_rows=11)
+    streamed.follow({"Nuclei": nuclei.path})
+    streamed.grow({"Nuclei": nuclei.add(random_rows(np.random.default_rng(2), 15, 0))})
+    notes = streamed.finish({"Nuclei": nuclei.close()}, SETTINGS)
+    assert notes == write_workbook(tmp_path / "from_csv.xlsx", {"Nuclei": nuclei.path}, SETTINGS, CHANNELS,
+                                   max_rows=11) != []
+    assert workbook_contents(tmp_path / "streamed.xlsx") == workbook_contents(tmp_path / "from_csv.xlsx")
+    assert workbook_contents(tmp_path / "streamed.xlsx")["order"] == ["Nuclei", "Nuclei 2", "Settings"]

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import pytest
 
-from stardist_v4d.pipeline import nms, overlap_area
+from stardist_v4d.pipeline import nms, overlap_area, polygon_facts as facts
 
 
 def discs(shape, n, radius, rng, ellipticity=0.3):
@@ -80,9 +80,9 @@ def test_threads_change_nothing():
     is the kept set (worker processes run one thread, the run's own process two)."""
     rng = np.random.default_rng(5)
     dist, prob, points = candidates(discs((256, 256), 160, (6, 14), rng), 32, rng)
-    assert len(dist) > 2 * nms.CANDIDATES_PER_THREAD, len(dist)     # enough candidates to be split
-    sin, cos = nms.ray_directions(32)
-    one, three = nms.polygon_facts(dist, points, sin, cos, 1), nms.polygon_facts(dist, points, sin, cos, 3)
+    assert len(dist) > 2 * facts.CANDIDATES_PER_THREAD, len(dist)     # enough candidates to be split
+    sin, cos = facts.ray_directions(32)
+    one, three = facts.polygon_facts(dist, points, sin, cos, 1), facts.polygon_facts(dist, points, sin, cos, 3)
     assert all(np.array_equal(a, b) for a, b in zip(one, three))
     order = np.argsort(prob)[::-1]
     kept = [nms.non_maximum_suppression_inds(dist[order], points[order], 0.4, threads=t) for t in (1, 2)]
@@ -93,11 +93,11 @@ def test_threads_change_nothing():
 def test_thread_budget_follows_the_process_openmp_setting(monkeypatch):
     """Worker processes (ours and Dask's) run with OMP_NUM_THREADS=1 beside the CNN: so does NMS."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert nms.thread_budget() == 1
+    assert facts.thread_budget() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
-    assert nms.thread_budget() == nms.MAX_THREADS
+    assert facts.thread_budget() == facts.MAX_THREADS
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert nms.thread_budget() == min(nms.MAX_THREADS, os.cpu_count() or 1)
+    assert facts.thread_budget() == min(facts.MAX_THREADS, os.cpu_count() or 1)
 
 
 def test_every_decision_path_runs_and_agrees():
@@ -154,8 +154,8 @@ def test_every_pair_decided_without_clipper_agrees_with_clipper():
     for case in ("crowded", "touching, exact rays"):
         shape, n, radius, noise = CASES[case]
         dist, prob, points = candidates(discs(shape, n, radius, rng), 32, rng, noise)
-        sin, cos = nms.ray_directions(32)
-        vx, vy, box, _, area, regular, outer, inner = nms.polygon_facts(dist, points, sin, cos)
+        sin, cos = facts.ray_directions(32)
+        vx, vy, box, _, area, regular, outer, inner = facts.polygon_facts(dist, points, sin, cos)
         polygon_shapes = shapes(vx, vy, regular)
         pairs = cKDTree(points).query_pairs(2 * float(dist.max()) + 2, output_type="ndarray")
         ts, scratch = np.empty(32), np.empty((6, 68), np.int64)
