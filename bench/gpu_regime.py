@@ -27,7 +27,7 @@ def pooled_rate(sparse: list[SparsePrediction], workers: int) -> float:
             in_flight.popleft().result()
         return len(sparse) / (time.perf_counter() - started)
     finally:
-        pending.shutdown()
+        pending.shutdown(wait=True)
 
 
 def post_processing_rates(sparse: list[SparsePrediction], workers: int) -> dict[str, float]:

@@ -287,9 +287,9 @@ def run(config: Config, host: Host, keep_model: bool = False) -> RunSummary:
                         workbook)
     finally:
         if pending is not None:
-            pending.shutdown()
+            pending.shutdown(wait=True)    # no process left closing when this one exits
         if workbook is not None:
-            workbook.abandon()             # nothing once the workbook is written
+            workbook.close()               # abandons a workbook not written; waits for the process
 
 
 def _model_for(config: Config, host: Host, record: dict[str, str], keep_model: bool):

@@ -81,12 +81,14 @@ class WorkbookProcess:
         except Exception:   # noqa: BLE001  (a dead or failed process: written by the caller)
             return None
         finally:
-            self._end()
+            self._ended = True
 
-    def abandon(self) -> None:
-        """No workbook: the run stopped. Its scratch files go; nothing waits for it."""
+    def close(self) -> None:
+        """End the process and wait until it has exited (see ``PendingPool.shutdown`` for why
+        waiting); a workbook not finished (the run stopped) is abandoned: its scratch files go."""
         self._submit(_abandon)
-        self._end()
+        self._ended = True
+        self._pool.shutdown(wait=True)
 
     def _submit(self, call, *args) -> Future | None:
         if self._ended:
@@ -95,10 +97,6 @@ class WorkbookProcess:
             return self._pool.submit(call, *args)
         except Exception:   # noqa: BLE001  (broken pool: finish returns None)
             return None
-
-    def _end(self) -> None:
-        self._ended = True
-        self._pool.shutdown(wait=False)        # what was submitted still runs
 
 
 def start_workbook_process(path: Path, channel_names: Sequence[str]) -> WorkbookProcess | None:

@@ -206,6 +206,7 @@ class PendingPool:
         self._failed = False
         self._warm: list[Future] = []
         self.executor: ProcessPoolExecutor | None = None
+        self._closing = None             # the thread that shuts the pool down
         if wait:
             self.begin()
 
@@ -251,9 +252,21 @@ class PendingPool:
             return None
         return self.ready(log)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop the workers (pending jobs cancelled) without holding the run up; with ``wait``,
+        return once they have exited. Why wait at a run's end: a pool still closing when the
+        process exits can make CPython's exit-time wake-up of its manager thread fail with
+        EBADF (an unlocked check-then-write in ``concurrent.futures.process._python_exit``,
+        Python 3.11): a run that ended cleanly then exits with a traceback."""
+        import threading
+
         if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            executor, self.executor = self.executor, None
+            self._closing = threading.Thread(target=executor.shutdown, name="worker-pool-shutdown",
+                                             kwargs={"wait": True, "cancel_futures": True}, daemon=True)
+            self._closing.start()
+        if wait and self._closing is not None:
+            self._closing.join()
 
 
 def start_pool(wanted: int | None, n_planes: int, allowed_by_host: bool,

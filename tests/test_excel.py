@@ -251,6 +251,7 @@ def test_the_workbook_written_in_a_second_process_equals_the_one_written_here(tm
     process.finish_later(run_tables, SETTINGS)
     assert _workbook_notes((beside, dict(run_tables), dict(SETTINGS), list(CHANNELS)), process) == \
         [f"Excel workbook: {beside}"]
+    process.close()
     a, b = openpyxl.load_workbook(here), openpyxl.load_workbook(beside)
     assert a.sheetnames == b.sheetnames
     for name in a.sheetnames:
@@ -272,4 +273,5 @@ def test_a_second_process_that_died_is_replaced_by_writing_here(tmp_path, run_ta
     process.finish_later(run_tables, SETTINGS)
     assert _workbook_notes((out, dict(run_tables), dict(SETTINGS), list(CHANNELS)), process) == \
         [f"Excel workbook: {out}"]
+    process.close()                                        # a broken pool closes too
     assert openpyxl.load_workbook(out).sheetnames == ["Nuclei", "Planes", "Tracks", "Settings"]

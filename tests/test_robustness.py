@@ -284,3 +284,38 @@ def test_a_wait_for_a_worker_ends_when_a_worker_has_died():
     later = Future()
     threading.Timer(0.2, later.set_result, args=("labels",)).start()
     assert result_while_workers_live(later, Pool(True, True), check_s=0.05) == "labels"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_run_leaves_no_process_and_no_pool_closing_behind(tmp_path, models_dir, fails):
+    """Workers and the workbook's process have exited when ``run`` returns or raises: a pool
+    still closing at the process's exit can fail CPython 3.11's exit-time wake-up with EBADF
+    (a command-line run that failed cleanly then exited 1 with a traceback, seen in CI)."""
+    import multiprocessing
+    import threading
+    from concurrent.futures.process import _ExecutorManagerThread
+
+    import tifffile
+    from stardist_v4d.config import Config
+    from stardist_v4d.host_api.base import HostError
+    from stardist_v4d.host_api.tiff import TiffHost
+    from stardist_v4d.pipeline.run import run
+
+    class FailsAtZ2(TiffHost):
+        def commit_plane(self, t, z, nuclei, state):
+            if fails and z == 2:
+                raise HostError("plane t=0 z=2 cannot be written")
+            super().commit_plane(t, z, nuclei, state)
+
+    stack = np.stack([nuclei_plane(seed) for seed in range(4)]).astype(np.uint16)
+    source = tmp_path / "in.ome.tif"
+    tifffile.imwrite(source, stack, ome=True, photometric="minisblack", metadata={"axes": "ZYX"})
+    config = Config(model2d_path=models_dir, model_name="tiny", input_path=source,
+                    output_path=tmp_path / "out.ome.tif", workers=2)
+    with contextlib.ExitStack() as stack_of:
+        if fails:
+            stack_of.enter_context(pytest.raises(HostError, match="z=2"))
+        summary = run(config, FailsAtZ2(source, config.output_path, show_progress=False))
+        assert summary.completed and (tmp_path / "out.ome.tif").exists()
+    assert multiprocessing.active_children() == []
+    assert not [t for t in threading.enumerate() if isinstance(t, _ExecutorManagerThread) and t.is_alive()]
