@@ -312,10 +312,14 @@ def test_a_run_leaves_no_process_and_no_pool_closing_behind(tmp_path, models_dir
     tifffile.imwrite(source, stack, ome=True, photometric="minisblack", metadata={"axes": "ZYX"})
     config = Config(model2d_path=models_dir, model_name="tiny", input_path=source,
                     output_path=tmp_path / "out.ome.tif", workers=2)
+    def managers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if isinstance(t, _ExecutorManagerThread) and t.is_alive()}
+
+    children_before, managers_before = {p.pid for p in multiprocessing.active_children()}, managers()
     with contextlib.ExitStack() as stack_of:
         if fails:
             stack_of.enter_context(pytest.raises(HostError, match="z=2"))
         summary = run(config, FailsAtZ2(source, config.output_path, show_progress=False))
         assert summary.completed and (tmp_path / "out.ome.tif").exists()
-    assert multiprocessing.active_children() == []
-    assert not [t for t in threading.enumerate() if isinstance(t, _ExecutorManagerThread) and t.is_alive()]
+    assert {p.pid for p in multiprocessing.active_children()} - children_before == set()
+    assert managers() - managers_before == set()
