@@ -2,7 +2,8 @@
 
 For users whose data is TIFF and who want to run on a cluster (``SCHEDULER``): workers read
 planes straight from a Zarr store. Memory holds one plane: each is read from the TIFF
-(``TiffStack``) and written to its own chunk (t, c, z, Y, X). Axes, channel names, pixel
+(``TiffStack``) and written to its own chunk (t, c, z, Y, X), at every pyramid level when the
+planes are big (viewers zoomed out read a small level). Axes, channel names, pixel
 size and time step go into the NGFF 0.4 metadata. Written to ``OUTPUT.partial`` and renamed
 when complete, so a stopped conversion never looks finished.
 """
@@ -30,13 +31,13 @@ def convert(source: Path, target: Path, overwrite: bool = False, progress: bool 
     with TiffStack(source) as stack:
         info = stack.dataset_info()
         shape = (info.size_t, info.size_c, info.size_z, info.size_y, info.size_x)
-        group, array = create_image(partial, "TCZYX", shape, info.dtype, info.pixel_size_um,
-                                    info.time_increment_s, source.name)
+        group, pyramid = create_image(partial, "TCZYX", shape, info.dtype, info.pixel_size_um,
+                                      info.time_increment_s, source.name)
         planes = [(t, c, z) for t in range(info.size_t) for c in range(info.size_c) for z in range(info.size_z)]
         ranges = [[np.inf, -np.inf] for _ in range(info.size_c)]       # each channel's values, for its window
         for t, c, z in tqdm(planes, desc="converting", unit="plane", disable=not progress, leave=False):
             plane = stack.read_plane(c, t, z)
-            array[t, c, z] = plane
+            pyramid.write((t, c, z), plane)
             finite = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
             if finite.size:
                 ranges[c] = [min(ranges[c][0], float(finite.min())), max(ranges[c][1], float(finite.max()))]

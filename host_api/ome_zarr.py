@@ -6,8 +6,8 @@ level 0 of the multiscale image with ``zarr``, opened read-only, so its arrays a
 written. Output: a *new* store (default ``NAME_stardist.ome.zarr`` beside the input), NGFF
 0.4 in zarr format 2 (what napari-ome-zarr and Fiji's N5/Zarr reader open), axes t, z, y,
 x with the input's scale, one chunk per (t, z) plane, so writers of different planes
-(Dask workers) never touch the same chunk, and ``image-label`` metadata so viewers show
-it as labels. Why a new store rather than the input's ``labels/`` group: the input stays
+(Dask workers) never touch the same chunk, a pyramid for big planes (``Pyramid``) and
+``image-label`` metadata so viewers show it as labels. Why a new store rather than the input's ``labels/`` group: the input stays
 untouched and read-only (it may be on a shared, read-only volume); the store is
 self-contained and can be moved beside the input's ``labels/`` by hand.
 """
@@ -127,10 +127,49 @@ def image_metadata(path: Path) -> dict:
                 channel_names=meta.get("channel_names"))
 
 
+#: Pyramid levels halve Y and X until the smallest fits in this many pixels a side (what a
+#: screen shows whole), so a viewer zoomed out reads a small level, not the full planes.
+PYRAMID_TOP_SIDE = 1024
+
+
+def pyramid_factors(size_y: int, size_x: int) -> tuple[int, ...]:
+    """Each level's downsampling factor in Y and X: 1, 2, 4, ... (1 alone for planes that fit)."""
+    factors = [1]
+    while -(-max(size_y, size_x) // factors[-1]) > PYRAMID_TOP_SIDE:
+        factors.append(factors[-1] * 2)
+    return tuple(factors)
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """The levels of one multiscale image; a plane written to it goes to every level.
+
+    Level k holds every 2^k-th pixel of level 0 in Y and X (nearest neighbour: label IDs stay
+    IDs), so pixel i of level k sits where pixel i * 2^k of level 0 does, as the NGFF scale
+    alone says; one chunk per plane at every level, so writers of different planes never meet.
+    """
+
+    arrays: tuple
+    factors: tuple[int, ...]
+
+    def write(self, index: tuple[int, ...], plane: np.ndarray) -> None:
+        for array, factor in zip(self.arrays, self.factors):
+            array[index] = plane[::factor, ::factor]
+
+
+def open_pyramid(path: Path, mode: str = "r+") -> Pyramid:
+    """The levels of an image this module wrote, from its ``multiscales`` metadata."""
+    import zarr
+    group = zarr.open_group(str(path), mode=mode)
+    arrays = tuple(group[d["path"]] for d in group.attrs["multiscales"][0]["datasets"])
+    return Pyramid(arrays, tuple(-(-arrays[0].shape[-1] // a.shape[-1]) for a in arrays))
+
+
 def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype, scale_um,
                  time_increment_s: float | None, name: str):
     """A new NGFF 0.4 image (zarr format 2) with ``axes`` (letters of "TCZYX", Y and X last),
-    one chunk per plane, the physical scale in its metadata; returns ``(group, level-0 array)``.
+    one chunk per plane, the physical scale in its metadata, levels of ``pyramid_factors``;
+    returns ``(group, Pyramid)``.
 
     The one writer of NGFF metadata: label stores and ``convert`` both use it.
     """
@@ -144,30 +183,34 @@ def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype,
     kinds = {"T": "time", "C": "channel"}
     ngff_axes = [{"name": axis.lower(), "type": kinds.get(axis, "space"),
                   **({"unit": units[axis]} if sizes.get(axis) else {})} for axis in axes]
-    scale = [float(sizes.get(axis) or 1.0) for axis in axes]
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    array = group.create_array("0", shape=shape, chunks=(1,) * (len(shape) - 2) + tuple(shape[-2:]),
-                               dtype=dtype, fill_value=0)
-    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
-        {"type": "scale", "scale": scale}]}], fmt=FormatV04(), axes=ngff_axes, name=name)
-    return group, array
+    factors = pyramid_factors(*shape[-2:])
+    arrays, datasets = [], []
+    for level, factor in enumerate(factors):
+        plane = tuple(-(-side // factor) for side in shape[-2:])
+        arrays.append(group.create_array(str(level), shape=tuple(shape[:-2]) + plane, dtype=dtype, fill_value=0,
+                                         chunks=(1,) * (len(shape) - 2) + plane))
+        scale = [float(sizes.get(axis) or 1.0) * (factor if axis in "YX" else 1) for axis in axes]
+        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=ngff_axes, name=name)
+    return group, Pyramid(tuple(arrays), factors)
 
 
 def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.dtype,
                         scale_um, time_increment_s, description: Mapping[str, str] | None = None,
                         source_image: Path | None = None):
-    """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its array.
+    """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its ``Pyramid``.
 
     ``source_image``: the image segmented; the store's ``image-label.source.image`` is its
     path relative to the store (``../in.ome.zarr`` beside it), so a viewer finds it.
     """
-    group, array = create_image(path, "TZYX", shape, dtype, scale_um, time_increment_s, path.name)
+    group, pyramid = create_image(path, "TZYX", shape, dtype, scale_um, time_increment_s, path.name)
     source = {"image": os.path.relpath(Path(source_image).resolve(), Path(path).resolve())} \
         if source_image is not None else {}
     group.attrs["image-label"] = {"version": "0.4", "source": source}
     if description:
         group.attrs["stardist_v4d"] = dict(description)
-    return array
+    return pyramid
 
 
 @dataclass(frozen=True)
@@ -180,23 +223,24 @@ class ZarrPlanes:
 
     input_array: str                 # level 0 of the input image
     axes: str                        # its axes, e.g. "TCZYX"
-    output_array: str                # the label store's level 0 (t, z, y, x)
+    output_store: str                # the label store (t, z, y, x), every level
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
         return plane_from(_opened(self.input_array, "r"), self.axes, channel, time_point, z)
 
     def write_plane(self, time_point: int, z: int, labels: np.ndarray) -> None:
-        _opened(self.output_array, "r+")[time_point, z] = labels
+        _opened(self.output_store, "pyramid").write((time_point, z), labels)
 
 
 _OPEN: dict[tuple[str, str], object] = {}
 
 
 def _opened(path: str, mode: str):
-    """A zarr array opened once per process (a worker reads and writes many planes)."""
+    """A zarr array (``mode`` "r"), or a label store's levels (``mode`` "pyramid"), opened once
+    per process (a worker reads and writes many planes)."""
     import zarr
     if (path, mode) not in _OPEN:
-        _OPEN[(path, mode)] = zarr.open_array(path, mode=mode)
+        _OPEN[(path, mode)] = open_pyramid(Path(path)) if mode == "pyramid" else zarr.open_array(path, mode=mode)
     return _OPEN[(path, mode)]
 
 
@@ -266,12 +310,10 @@ class OmeZarrHost(Host):
 
     def add_channel(self, name: str, dtype: np.dtype,
                     description: Mapping[str, str] | None = None) -> OutputTarget:
-        import zarr
-
         from .journal import Journal
         info = self._image.info
         if self._earlier is not None:             # resume: the store's complete planes stay
-            self._labels = zarr.open_array(str(self.output_path / "0"), mode="r+")
+            self._labels = open_pyramid(self.output_path)
             self._journal, self._committed = self._earlier, True
             if "rois" in self._journal.files:
                 from .imagej_rois import RoiSidecar
@@ -287,7 +329,7 @@ class OmeZarrHost(Host):
         return OutputTarget(location=str(self.output_path), channel=info.size_c)
 
     def write_plane(self, channel: int, time_point: int, z: int, labels: np.ndarray) -> None:
-        self._labels[time_point, z] = labels
+        self._labels.write((time_point, z), labels)
 
     def commit_plane(self, time_point: int, z: int, nuclei: int, state: Mapping) -> None:
         """Record the plane complete (Dask workers write the labels; the run commits here)."""
@@ -296,11 +338,11 @@ class OmeZarrHost(Host):
         self._journal.add_plane(time_point, z, nuclei, files, state)
 
     def read_output_plane(self, time_point: int, z: int) -> np.ndarray:
-        return np.asarray(self._labels[time_point, z])
+        return np.asarray(self._labels.arrays[0][time_point, z])
 
     def plane_access(self) -> ZarrPlanes:
         """What Dask workers need to read and write planes themselves (after ``add_channel``)."""
-        return ZarrPlanes(str(self._image.level0), self._image.axes, str(self.output_path / "0"))
+        return ZarrPlanes(str(self._image.level0), self._image.axes, str(self.output_path))
 
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         if self._rois is None:           # out.ome.zarr -> out_rois.zip, as beside a TIFF output

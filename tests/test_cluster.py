@@ -84,7 +84,12 @@ def assert_same_segmentation(output: Path, reference: Path) -> None:
     assert rows(output) == rows(reference)
 
 
-def test_local_cluster_gives_the_single_process_labels_tables_and_outlines(store, models_dir, single, tmp_path, capsys):
+def test_local_cluster_gives_the_single_process_labels_tables_and_outlines(store, models_dir, single, tmp_path, capsys,
+                                                                          monkeypatch):
+    """Pyramid levels too (PYRAMID_TOP_SIDE lowered): the workers write every level of their planes."""
+    from stardist_v4d.host_api import ome_zarr as module
+    from test_ome_zarr import assert_pyramid
+    monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 64)
     output = tmp_path / "dask.ome.zarr"
     nanny, heard = logging.getLogger("distributed.nanny"), []     # distributed's loggers do not propagate
     listener = logging.Handler()
@@ -100,6 +105,7 @@ def test_local_cluster_gives_the_single_process_labels_tables_and_outlines(store
     assert [line for line in said.splitlines() if line.startswith("t=0 z=")] == [
         f"t=0 z={z}: {summary.nuclei_per_plane[(0, z)]} nuclei" for z in range(PLANES)]  # in plane order
     assert_same_segmentation(output, single)
+    assert_pyramid(output, (1, 2, 4))                                  # 160 -> 80 -> 40 px
     import roifile
     rois = lambda out: roifile.roiread(out.with_name(out.name.replace(".ome.zarr", "_rois.zip")))  # noqa: E731
     assert len(rois(output)) == len(rois(single))

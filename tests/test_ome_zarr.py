@@ -181,8 +181,11 @@ def test_a_damaged_chunk_and_an_impossible_plane_size_are_one_line(store, tmp_pa
     assert zarr.open_array(str(store / "0"), mode="r").shape[-1] == SIZE          # the original is untouched
 
 
-def test_a_stopped_zarr_run_resumes_to_the_undisturbed_labels_and_tables(store, models_dir, tmp_path):
+def test_a_stopped_zarr_run_resumes_to_the_undisturbed_labels_and_tables(store, models_dir, tmp_path, monkeypatch):
+    """With pyramid levels (PYRAMID_TOP_SIDE lowered): the resumed run writes the rest of every level."""
     import zarr
+    from stardist_v4d.host_api import ome_zarr as module
+    monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 30)
 
     class StopsAfterTwo(OmeZarrHost):
         done = 0
@@ -215,6 +218,67 @@ def test_a_stopped_zarr_run_resumes_to_the_undisturbed_labels_and_tables(store, 
                 host.close()
             assert again.completed and again.planes_done == 6
         assert not (folder / "labels.ome.zarr.journal").exists()
-        outputs[name] = (zarr.open_array(str(output / "0"), mode="r")[:], (folder / "labels_nuclei.csv").read_text())
-    np.testing.assert_array_equal(outputs["resumed"][0], outputs["undisturbed"][0])
+        assert_pyramid(output, (1, 2, 4))
+        outputs[name] = ([zarr.open_array(str(output / str(k)), mode="r")[:] for k in range(3)],
+                         (folder / "labels_nuclei.csv").read_text())
+    for resumed, undisturbed in zip(*(outputs[name][0] for name in ("resumed", "undisturbed"))):
+        np.testing.assert_array_equal(resumed, undisturbed)
     assert outputs["resumed"][1] == outputs["undisturbed"][1]
+
+
+# ------------------------------------------------------------------------- pyramids
+def assert_pyramid(path: Path, factors: tuple[int, ...]) -> None:
+    """Level k of the image at ``path`` is every 2^k-th pixel of level 0 (Y and X), one chunk
+    per plane, with the NGFF scale of level 0 times 2^k in Y and X; ome-zarr's Reader (what
+    napari-ome-zarr reads with) sees every level."""
+    import zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    group = zarr.open_group(str(path), mode="r")
+    multiscale = group.attrs["multiscales"][0]
+    axes = [a["name"] for a in multiscale["axes"]]
+    datasets = multiscale["datasets"]
+    assert [d["path"] for d in datasets] == [str(k) for k in range(len(factors))]
+    level0 = group["0"][:]
+    scale0 = datasets[0]["coordinateTransformations"][0]["scale"]
+    for dataset, factor in zip(datasets, factors):
+        level = group[dataset["path"]]
+        np.testing.assert_array_equal(level[:], level0[..., ::factor, ::factor])
+        assert level.chunks == (1,) * (level.ndim - 2) + level.shape[-2:]
+        scale = dataset["coordinateTransformations"][0]["scale"]
+        assert scale == [v * (factor if a in "yx" else 1) for v, a in zip(scale0, axes)]
+    node = next(n for n in Reader(parse_url(str(path)))() if Path(n.zarr.path.rstrip("/")).name == path.name)
+    assert [d.shape for d in node.data] == [group[d["path"]].shape for d in datasets]
+
+
+def test_pyramid_levels_halve_until_a_screen_shows_the_smallest_whole():
+    from stardist_v4d.host_api.ome_zarr import PYRAMID_TOP_SIDE, pyramid_factors
+    assert PYRAMID_TOP_SIDE == 1024
+    assert pyramid_factors(1024, 1024) == (1,) and pyramid_factors(256, 96) == (1,)
+    assert pyramid_factors(1025, 8) == (1, 2) and pyramid_factors(2048, 2048) == (1, 2)
+    assert pyramid_factors(3000, 4100) == (1, 2, 4, 8)          # 4100 -> 2050 -> 1025 -> 513
+
+
+def test_big_planes_get_pyramids_in_the_converted_image_and_the_label_store(tiff, models_dir, tmp_path,
+                                                                            monkeypatch):
+    """Planes larger than PYRAMID_TOP_SIDE (lowered here: 96 -> 48 -> 24 px): every level is
+    written plane by plane, both stores stay valid NGFF, and level 0 is what it was."""
+    import zarr
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.image_label import ImageLabel
+    from stardist_v4d.host_api import ome_zarr as module
+
+    monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 30)
+    source, stack = tiff
+    image = convert(source, tmp_path / "in.ome.zarr", progress=False)
+    assert_pyramid(image, (1, 2, 4))
+    Image.from_zarr(zarr.open_group(str(image), mode="r"))
+    read = OmeZarrImage(image)
+    np.testing.assert_array_equal(read.read_plane(1, 1, 2), stack[1, 2, 1])         # level 0 is read
+
+    output = tmp_path / "labels.ome.zarr"
+    assert run_zarr(image, output, models_dir, measure=False).completed
+    assert_pyramid(output, (1, 2, 4))
+    ImageLabel.from_zarr(zarr.open_group(str(output), mode="r"))
+    assert zarr.open_group(str(output), mode="r")["0"][:].max() > 3
