@@ -7,9 +7,10 @@ written. Output: a *new* store (default ``NAME_stardist.ome.zarr`` beside the in
 0.4 in zarr format 2 (what napari-ome-zarr and Fiji's N5/Zarr reader open), axes t, z, y,
 x with the input's scale, one chunk per (t, z) plane, so writers of different planes
 (Dask workers) never touch the same chunk, a pyramid for big planes (``Pyramid``) and
-``image-label`` metadata so viewers show it as labels. Why a new store rather than the input's ``labels/`` group: the input stays
-untouched and read-only (it may be on a shared, read-only volume); the store is
-self-contained and can be moved beside the input's ``labels/`` by hand.
+``image-label`` metadata so viewers show it as labels. Why a new store rather than the
+input's ``labels/`` group: the input stays untouched and read-only (it may be on a shared,
+read-only volume); the store is self-contained and can be moved beside the input's
+``labels/`` by hand.
 """
 from __future__ import annotations
 
