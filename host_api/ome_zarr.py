@@ -225,24 +225,29 @@ class ZarrPlanes:
     input_array: str                 # level 0 of the input image
     axes: str                        # its axes, e.g. "TCZYX"
     output_store: str                # the label store (t, z, y, x), every level
+    run: str = ""                    # this run's token: a worker of a cluster that outlives runs opens anew
 
     def read_plane(self, channel: int, time_point: int, z: int) -> np.ndarray:
-        return plane_from(_opened(self.input_array, "r"), self.axes, channel, time_point, z)
+        return plane_from(_opened(self.input_array, "r", self.run), self.axes, channel, time_point, z)
 
     def write_plane(self, time_point: int, z: int, labels: np.ndarray) -> None:
-        _opened(self.output_store, "pyramid").write((time_point, z), labels)
+        _opened(self.output_store, "pyramid", self.run).write((time_point, z), labels)
 
 
-_OPEN: dict[tuple[str, str], object] = {}
+_OPEN: dict[tuple[str, str, str], object] = {}
 
 
-def _opened(path: str, mode: str):
+def _opened(path: str, mode: str, run: str):
     """A zarr array (``mode`` "r"), or a label store's levels (``mode`` "pyramid"), opened once
-    per process (a worker reads and writes many planes)."""
+    per process and run (a worker reads and writes many planes). Why per run: an array
+    object keeps the shape and type it was opened with, and a later run may have replaced
+    the store at that path (``--overwrite``, another label type); only this run's are kept."""
     import zarr
-    if (path, mode) not in _OPEN:
-        _OPEN[(path, mode)] = open_pyramid(Path(path)) if mode == "pyramid" else zarr.open_array(path, mode=mode)
-    return _OPEN[(path, mode)]
+    if (path, mode, run) not in _OPEN:
+        for key in [key for key in _OPEN if key[2] != run]:
+            del _OPEN[key]
+        _OPEN[(path, mode, run)] = open_pyramid(Path(path)) if mode == "pyramid" else zarr.open_array(path, mode=mode)
+    return _OPEN[(path, mode, run)]
 
 
 class OmeZarrHost(Host):
@@ -343,7 +348,8 @@ class OmeZarrHost(Host):
 
     def plane_access(self) -> ZarrPlanes:
         """What Dask workers need to read and write planes themselves (after ``add_channel``)."""
-        return ZarrPlanes(str(self._image.level0), self._image.axes, str(self.output_path))
+        import uuid
+        return ZarrPlanes(str(self._image.level0), self._image.axes, str(self.output_path), uuid.uuid4().hex)
 
     def add_objects(self, time_point: int, z: int, nuclei: Sequence[Nucleus], tag: str) -> None:
         if self._rois is None:           # out.ome.zarr -> out_rois.zip, as beside a TIFF output

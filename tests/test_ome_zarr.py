@@ -282,3 +282,20 @@ def test_big_planes_get_pyramids_in_the_converted_image_and_the_label_store(tiff
     assert_pyramid(output, (1, 2, 4))
     ImageLabel.from_zarr(zarr.open_group(str(output), mode="r"))
     assert zarr.open_group(str(output), mode="r")["0"][:].max() > 3
+
+
+def test_a_worker_that_outlives_a_run_writes_the_next_runs_store_as_it_is_now(tmp_path):
+    """A cluster given by address keeps its workers between runs: a label store replaced at the
+    same path (--overwrite, another label type) is written as it is now, not as the last run's
+    worker opened it (an array object keeps its old type: the plane would go in as uint16, a
+    chunk the new uint32 store cannot read)."""
+    import zarr
+    from stardist_v4d.host_api.ome_zarr import ZarrPlanes, create_labels_store
+
+    path = tmp_path / "labels.ome.zarr"
+    create_labels_store(path, (1, 1, 8, 8), np.uint16, (1.0, 1.0, 1.0), None)
+    ZarrPlanes("unused", "ZYX", str(path), "first run").write_plane(0, 0, np.full((8, 8), 7, np.uint16))
+    create_labels_store(path, (1, 1, 8, 8), np.uint32, (1.0, 1.0, 1.0), None)
+    many = np.full((8, 8), 70000, np.uint32)
+    ZarrPlanes("unused", "ZYX", str(path), "second run").write_plane(0, 0, many)
+    np.testing.assert_array_equal(zarr.open_array(str(path / "0"), mode="r")[0, 0], many)
