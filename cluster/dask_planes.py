@@ -119,14 +119,21 @@ def connect(address: str, timeout_s: float, log: Callable[[str], None]):
 
 def planes(steps: Sequence[tuple[int, int]], job: PlaneJob, client, stop: Callable[[], bool],
            window: int) -> Iterator[tuple]:
-    """Results in plane order; at most ``window`` planes in flight; a stop cancels the rest."""
+    """Results in plane order; at most ``window`` planes in flight; a stop cancels the rest.
+
+    Every run's task keys are its own: a scheduler shared by several runs at once (a core
+    facility's cluster) takes tasks of equal keys for one task and hands one run's labels to
+    the other."""
+    import uuid
+
+    run = uuid.uuid4().hex
     todo = deque(steps)
     in_flight: deque = deque()
     try:
         while todo or in_flight:
             while todo and len(in_flight) < window:
                 t, z = todo.popleft()
-                in_flight.append(client.submit(segment_plane, job, t, z, key=f"stardist-plane-{t}-{z}",
+                in_flight.append(client.submit(segment_plane, job, t, z, key=f"stardist-plane-{run}-{t}-{z}",
                                                retries=2))
             if stop():
                 return

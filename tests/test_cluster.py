@@ -161,3 +161,27 @@ def test_a_tiff_input_with_a_scheduler_points_to_convert(tmp_path):
     tiff = write_ome(tmp_path / "stack.tif", nuclei_stack((1, 2, 64, 64)), "TZYX")
     with pytest.raises(ConfigError, match=r"needs an OME-Zarr input.*python -m stardist_v4d convert"):
         build_config({"SCHEDULER": "local:2"}, ["--input", str(tiff)])
+
+
+def test_two_runs_on_one_scheduler_never_share_a_task_key():
+    """A scheduler shared by runs at once takes equal keys for one task (and would hand one
+    run's labels to the other): every run's keys are its own, one per plane."""
+    from concurrent.futures import Future
+
+    class Recording:
+        def __init__(self):
+            self.keys = []
+
+        def submit(self, function, job, t, z, key, retries):
+            self.keys.append(key)
+            done = Future()
+            done.set_result((t, z))
+            return done
+
+    steps = [(0, 0), (0, 1), (1, 0)]
+    first, second = Recording(), Recording()
+    assert list(dask_planes.planes(steps, None, first, lambda: False, window=2)) == steps
+    assert list(dask_planes.planes(steps, None, second, lambda: False, window=2)) == steps
+    assert len(set(first.keys)) == len(set(second.keys)) == 3 and not set(first.keys) & set(second.keys)
+    assert all(key.startswith("stardist-plane-") and key.endswith(f"-{t}-{z}")
+               for key, (t, z) in zip(first.keys, steps))
