@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -50,23 +51,33 @@ class PlaneJob:
     normalizer: Any
     calibration: Any
     output_dtype: str
+    run: str                         # this run's token: its task keys and its model on the workers
 
 
 class ModelOnWorker(WorkerPlugin):
-    """Dask worker plugin: loads the model once per worker process, at the worker's start."""
+    """Dask worker plugin: loads the run's model once per worker process, at the worker's start.
 
-    name = PLUGIN_NAME
+    One plugin and one model per run (``run``), kept in ``worker.stardist_models`` until the
+    run unregisters it: runs sharing a cluster at once, with other models or precisions, never
+    swap each other's model.
+    """
 
-    def __init__(self, backend: str, precision: str, models_dir: str, model_name: str) -> None:
+    def __init__(self, backend: str, precision: str, models_dir: str, model_name: str, run: str) -> None:
         self.backend, self.precision = backend, precision
         self.models_dir, self.model_name = models_dir, model_name
+        self.run, self.name = run, f"{PLUGIN_NAME}-{run}"
 
     def setup(self, worker) -> None:
         from ..pipeline.backends.engine import Engine, load_for
         from ..pipeline.model import tensorflow_chatter_filtered
+        if not hasattr(worker, "stardist_models"):
+            worker.stardist_models = {}
         with tensorflow_chatter_filtered():
-            worker.stardist_model = load_for(Engine(self.backend, self.precision), self.models_dir,
-                                             self.model_name, lambda line: None)
+            worker.stardist_models[self.run] = load_for(Engine(self.backend, self.precision), self.models_dir,
+                                                        self.model_name, lambda line: None)
+
+    def teardown(self, worker) -> None:
+        getattr(worker, "stardist_models", {}).pop(self.run, None)
 
 
 def segment_plane(job: PlaneJob, t: int, z: int):
@@ -78,7 +89,7 @@ def segment_plane(job: PlaneJob, t: int, z: int):
     from ..pipeline.predict import predict_sparse
     from ..pipeline.run import tiles_for
 
-    config, model = job.config, get_worker().stardist_model
+    config, model = job.config, get_worker().stardist_models[job.run]
     channels = tuple(job.access.read_plane(c, t, z) for c in range(job.channels)) if job.channels else None
     plane = channels[job.channel] if channels else job.access.read_plane(job.channel, t, z)
     n_tiles = tiles_for(config, model, plane.shape)
@@ -121,19 +132,16 @@ def planes(steps: Sequence[tuple[int, int]], job: PlaneJob, client, stop: Callab
            window: int) -> Iterator[tuple]:
     """Results in plane order; at most ``window`` planes in flight; a stop cancels the rest.
 
-    Every run's task keys are its own: a scheduler shared by several runs at once (a core
-    facility's cluster) takes tasks of equal keys for one task and hands one run's labels to
-    the other."""
-    import uuid
-
-    run = uuid.uuid4().hex
+    Every run's task keys are its own (``job.run``): a scheduler shared by several runs at
+    once (a core facility's cluster) takes tasks of equal keys for one task and would hand
+    one run's labels to the other."""
     todo = deque(steps)
     in_flight: deque = deque()
     try:
         while todo or in_flight:
             while todo and len(in_flight) < window:
                 t, z = todo.popleft()
-                in_flight.append(client.submit(segment_plane, job, t, z, key=f"stardist-plane-{run}-{t}-{z}",
+                in_flight.append(client.submit(segment_plane, job, t, z, key=f"stardist-plane-{job.run}-{t}-{z}",
                                                retries=2))
             if stop():
                 return
@@ -158,14 +166,18 @@ def dask_stream(config, host, plan, normalizer, calibration, steps: Sequence[tup
     from ..pipeline.backends.engine import choose_engine
     engine = choose_engine(config.backend, config.precision, host.log)    # a fallback is said here, once
     client, cluster = connect(config.scheduler, config.scheduler_timeout_s, host.log)
+    plugin = ModelOnWorker(engine.backend, engine.precision, str(config.models_dir), config.model_name,
+                           uuid.uuid4().hex)
     try:
-        client.register_plugin(ModelOnWorker(engine.backend, engine.precision, str(config.models_dir),
-                                             config.model_name), name=PLUGIN_NAME)
+        client.register_plugin(plugin, name=plugin.name)
         workers = max(1, len(client.scheduler_info()["workers"]))
         job = PlaneJob(config, host.plane_access(), plan.channel, info.size_c if calibration is not None else 0,
-                       normalizer, calibration, np.dtype(plan.output_dtype).name)
+                       normalizer, calibration, np.dtype(plan.output_dtype).name, plugin.run)
         yield from planes(steps, job, client, host.cancelled, window=2 * workers + 2)
     finally:
+        if cluster is None:                 # a cluster that outlives the run: its model goes
+            with contextlib.suppress(Exception):
+                client.unregister_worker_plugin(plugin.name)
         client.close()
         if cluster is not None:
             with _quiet_nanny():

@@ -163,25 +163,52 @@ def test_a_tiff_input_with_a_scheduler_points_to_convert(tmp_path):
         build_config({"SCHEDULER": "local:2"}, ["--input", str(tiff)])
 
 
-def test_two_runs_on_one_scheduler_never_share_a_task_key():
-    """A scheduler shared by runs at once takes equal keys for one task (and would hand one
-    run's labels to the other): every run's keys are its own, one per plane."""
+def test_runs_sharing_a_cluster_keep_their_own_task_keys_and_models(store, models_dir, single, tmp_path,
+                                                                    monkeypatch):
+    """A scheduler given by address may serve several runs at once. Each run's task keys and its
+    model on the workers are its own (equal keys are one task to Dask; one shared model slot
+    would let a second run's model segment the first run's planes), and a run takes its model
+    off the workers when it ends. Dask's client is stood in for here: tasks run in this process
+    on one stand-in worker that outlives the runs."""
+    import types
     from concurrent.futures import Future
 
-    class Recording:
-        def __init__(self):
-            self.keys = []
+    import distributed
+
+    worker = types.SimpleNamespace()
+
+    class Client:
+        keys: list[str] = []
+        plugins: dict = {}
+
+        def register_plugin(self, plugin, name):
+            assert name not in self.plugins
+            self.plugins[name] = plugin
+            plugin.setup(worker)
+
+        def unregister_worker_plugin(self, name):
+            self.plugins.pop(name).teardown(worker)
+
+        def scheduler_info(self):
+            return {"workers": {"tcp://worker:1": {}}}
 
         def submit(self, function, job, t, z, key, retries):
             self.keys.append(key)
             done = Future()
-            done.set_result((t, z))
+            done.set_result(function(job, t, z))
             return done
 
-    steps = [(0, 0), (0, 1), (1, 0)]
-    first, second = Recording(), Recording()
-    assert list(dask_planes.planes(steps, None, first, lambda: False, window=2)) == steps
-    assert list(dask_planes.planes(steps, None, second, lambda: False, window=2)) == steps
-    assert len(set(first.keys)) == len(set(second.keys)) == 3 and not set(first.keys) & set(second.keys)
-    assert all(key.startswith("stardist-plane-") and key.endswith(f"-{t}-{z}")
-               for key, (t, z) in zip(first.keys, steps))
+        def close(self):
+            pass
+
+    monkeypatch.setattr(distributed, "get_worker", lambda: worker)
+    monkeypatch.setattr(dask_planes, "connect", lambda address, timeout_s, log: (Client(), None))
+    keys = []
+    for name in ("first", "second"):
+        output = tmp_path / f"{name}.ome.zarr"
+        assert segment(store, output, models_dir, scheduler="tcp://shared:8786").completed
+        keys.append(set(Client.keys))
+        Client.keys = []
+        assert worker.stardist_models == {} and Client.plugins == {}      # the run's model is gone
+        assert_same_segmentation(output, single)
+    assert len(keys[0]) == len(keys[1]) == PLANES and not keys[0] & keys[1]
