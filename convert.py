@@ -21,7 +21,7 @@ def convert(source: Path, target: Path, overwrite: bool = False, progress: bool 
     """Write ``target`` (an OME-Zarr image, axes t, c, z, y, x) from the TIFF ``source``."""
     from tqdm import tqdm
 
-    from .host_api.ome_zarr import create_image
+    from .host_api.ngff_writer import create_image
     from .host_api.tiff_reader import TiffStack
 
     if target.exists() and not overwrite:

@@ -6,7 +6,7 @@ level 0 of the multiscale image with ``zarr``, opened read-only, so its arrays a
 written. Output: a *new* store (default ``NAME_stardist.ome.zarr`` beside the input), NGFF
 0.4 in zarr format 2 (what napari-ome-zarr and Fiji's N5/Zarr reader open), axes t, z, y,
 x with the input's scale, one chunk per (t, z) plane, so writers of different planes
-(Dask workers) never touch the same chunk, a pyramid for big planes (``Pyramid``) and
+(Dask workers) never touch the same chunk, a pyramid for big planes (``ngff_writer``) and
 ``image-label`` metadata so viewers show it as labels. Why a new store rather than the
 input's ``labels/`` group: the input stays untouched and read-only (it may be on a shared,
 read-only volume); the store is self-contained and can be moved beside the input's
@@ -26,6 +26,7 @@ import numpy as np
 
 from .base import DatasetInfo, Host, HostError, Nucleus, OutputTarget, plane_from
 from .console import ConsoleProgress
+from .ngff_writer import create_labels_store, open_pyramid
 
 ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 MICROMETRES = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6, "angstrom": 1e-4}
@@ -126,92 +127,6 @@ def image_metadata(path: Path) -> dict:
     scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), [1.0] * len(meta["axes"]))
     return dict(axes=meta["axes"], path=multiscales.datasets[0], scale=scale,
                 channel_names=meta.get("channel_names"))
-
-
-#: Pyramid levels halve Y and X until the smallest fits in this many pixels a side (what a
-#: screen shows whole), so a viewer zoomed out reads a small level, not the full planes.
-PYRAMID_TOP_SIDE = 1024
-
-
-def pyramid_factors(size_y: int, size_x: int) -> tuple[int, ...]:
-    """Each level's downsampling factor in Y and X: 1, 2, 4, ... (1 alone for planes that fit)."""
-    factors = [1]
-    while -(-max(size_y, size_x) // factors[-1]) > PYRAMID_TOP_SIDE:
-        factors.append(factors[-1] * 2)
-    return tuple(factors)
-
-
-@dataclass(frozen=True)
-class Pyramid:
-    """The levels of one multiscale image; a plane written to it goes to every level.
-
-    Level k holds every 2^k-th pixel of level 0 in Y and X (nearest neighbour: label IDs stay
-    IDs), so pixel i of level k sits where pixel i * 2^k of level 0 does, as the NGFF scale
-    alone says; one chunk per plane at every level, so writers of different planes never meet.
-    """
-
-    arrays: tuple
-    factors: tuple[int, ...]
-
-    def write(self, index: tuple[int, ...], plane: np.ndarray) -> None:
-        for array, factor in zip(self.arrays, self.factors):
-            array[index] = plane[::factor, ::factor]
-
-
-def open_pyramid(path: Path, mode: str = "r+") -> Pyramid:
-    """The levels of an image this module wrote, from its ``multiscales`` metadata."""
-    import zarr
-    group = zarr.open_group(str(path), mode=mode)
-    arrays = tuple(group[d["path"]] for d in group.attrs["multiscales"][0]["datasets"])
-    return Pyramid(arrays, tuple(-(-arrays[0].shape[-1] // a.shape[-1]) for a in arrays))
-
-
-def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype, scale_um,
-                 time_increment_s: float | None, name: str):
-    """A new NGFF 0.4 image (zarr format 2) with ``axes`` (letters of "TCZYX", Y and X last),
-    one chunk per plane, the physical scale in its metadata, levels of ``pyramid_factors``;
-    returns ``(group, Pyramid)``.
-
-    The one writer of NGFF metadata: label stores and ``convert`` both use it.
-    """
-    import zarr
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_multiscales_metadata
-
-    x, y, z = scale_um
-    sizes = {"T": time_increment_s, "Z": z, "Y": y, "X": x}
-    units = {"T": "second", "Z": "micrometer", "Y": "micrometer", "X": "micrometer"}
-    kinds = {"T": "time", "C": "channel"}
-    ngff_axes = [{"name": axis.lower(), "type": kinds.get(axis, "space"),
-                  **({"unit": units[axis]} if sizes.get(axis) else {})} for axis in axes]
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    factors = pyramid_factors(*shape[-2:])
-    arrays, datasets = [], []
-    for level, factor in enumerate(factors):
-        plane = tuple(-(-side // factor) for side in shape[-2:])
-        arrays.append(group.create_array(str(level), shape=tuple(shape[:-2]) + plane, dtype=dtype, fill_value=0,
-                                         chunks=(1,) * (len(shape) - 2) + plane))
-        scale = [float(sizes.get(axis) or 1.0) * (factor if axis in "YX" else 1) for axis in axes]
-        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
-    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=ngff_axes, name=name)
-    return group, Pyramid(tuple(arrays), factors)
-
-
-def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.dtype,
-                        scale_um, time_increment_s, description: Mapping[str, str] | None = None,
-                        source_image: Path | None = None):
-    """A new NGFF 0.4 label image (t, z, y, x), one chunk per plane; returns its ``Pyramid``.
-
-    ``source_image``: the image segmented; the store's ``image-label.source.image`` is its
-    path relative to the store (``../in.ome.zarr`` beside it), so a viewer finds it.
-    """
-    group, pyramid = create_image(path, "TZYX", shape, dtype, scale_um, time_increment_s, path.name)
-    source = {"image": os.path.relpath(Path(source_image).resolve(), Path(path).resolve())} \
-        if source_image is not None else {}
-    group.attrs["image-label"] = {"version": "0.4", "source": source}
-    if description:
-        group.attrs["stardist_v4d"] = dict(description)
-    return pyramid
 
 
 @dataclass(frozen=True)

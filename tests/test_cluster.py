@@ -87,7 +87,7 @@ def assert_same_segmentation(output: Path, reference: Path) -> None:
 def test_local_cluster_gives_the_single_process_labels_tables_and_outlines(store, models_dir, single, tmp_path, capsys,
                                                                           monkeypatch):
     """Pyramid levels too (PYRAMID_TOP_SIDE lowered): the workers write every level of their planes."""
-    from stardist_v4d.host_api import ome_zarr as module
+    from stardist_v4d.host_api import ngff_writer as module
     from test_ome_zarr import assert_pyramid
     monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 64)
     output = tmp_path / "dask.ome.zarr"

@@ -184,7 +184,7 @@ def test_a_damaged_chunk_and_an_impossible_plane_size_are_one_line(store, tmp_pa
 def test_a_stopped_zarr_run_resumes_to_the_undisturbed_labels_and_tables(store, models_dir, tmp_path, monkeypatch):
     """With pyramid levels (PYRAMID_TOP_SIDE lowered): the resumed run writes the rest of every level."""
     import zarr
-    from stardist_v4d.host_api import ome_zarr as module
+    from stardist_v4d.host_api import ngff_writer as module
     monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 30)
 
     class StopsAfterTwo(OmeZarrHost):
@@ -253,7 +253,7 @@ def assert_pyramid(path: Path, factors: tuple[int, ...]) -> None:
 
 
 def test_pyramid_levels_halve_until_a_screen_shows_the_smallest_whole():
-    from stardist_v4d.host_api.ome_zarr import PYRAMID_TOP_SIDE, pyramid_factors
+    from stardist_v4d.host_api.ngff_writer import PYRAMID_TOP_SIDE, pyramid_factors
     assert PYRAMID_TOP_SIDE == 1024
     assert pyramid_factors(1024, 1024) == (1,) and pyramid_factors(256, 96) == (1,)
     assert pyramid_factors(1025, 8) == (1, 2) and pyramid_factors(2048, 2048) == (1, 2)
@@ -267,7 +267,7 @@ def test_big_planes_get_pyramids_in_the_converted_image_and_the_label_store(tiff
     import zarr
     from ome_zarr_models.v04.image import Image
     from ome_zarr_models.v04.image_label import ImageLabel
-    from stardist_v4d.host_api import ome_zarr as module
+    from stardist_v4d.host_api import ngff_writer as module
 
     monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 30)
     source, stack = tiff
@@ -290,7 +290,8 @@ def test_a_worker_that_outlives_a_run_writes_the_next_runs_store_as_it_is_now(tm
     worker opened it (an array object keeps its old type: the plane would go in as uint16, a
     chunk the new uint32 store cannot read)."""
     import zarr
-    from stardist_v4d.host_api.ome_zarr import ZarrPlanes, create_labels_store
+    from stardist_v4d.host_api.ngff_writer import create_labels_store
+    from stardist_v4d.host_api.ome_zarr import ZarrPlanes
 
     path = tmp_path / "labels.ome.zarr"
     create_labels_store(path, (1, 1, 8, 8), np.uint16, (1.0, 1.0, 1.0), None)

@@ -12,37 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_stack
-from model_factory import tiny_models_dir
 from stardist_v4d.config import Config
 from stardist_v4d.convert import convert
 from stardist_v4d.host_api.ome_zarr import OmeZarrHost
 from stardist_v4d.host_api.tiff import TiffHost
 from stardist_v4d.pipeline.run import run
-from test_pipeline import nuclei_stack, read_tzcyx
+from test_ome_zarr import SIZE, models_dir, tiff  # noqa: F401  (fixtures: T2 Z3 C2, nuclei in channel 1)
+from test_pipeline import read_tzcyx
 
 pytestmark = pytest.mark.filterwarnings(          # bioio-ome-tiff's call into ome-types, not ours
     "ignore:As of version 0.4.0, the parser argument is ignored")
 
-SIZE = 96
-PIXEL_SIZE_UM = (0.5, 0.25, 2.0)                # x, y, z
-NAMES = ["membrane", "DAPI"]
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return tiny_models_dir(tmp_path_factory, SIZE)
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """T=2, Z=3, C=2 OME-TIFF, channel names and pixel size; nuclei in channel 1."""
-    nuclei = nuclei_stack((2, 3, SIZE, SIZE), seed=4)
-    other = np.random.default_rng(6).integers(0, 300, nuclei.shape).astype(nuclei.dtype)
-    stack = np.stack([other, nuclei], axis=2)
-    path = tmp_path_factory.mktemp("readers") / "in.ome.tif"
-    write_stack(path, stack, "TZCYX", channel_names=NAMES, pixel_size_um=PIXEL_SIZE_UM)
-    return path, stack
+PIXEL_SIZE_UM = (0.5, 0.25, 2.0)                # x, y, z: what the ``tiff`` fixture wrote
+NAMES = ["noise", "DAPI"]
 
 
 def settings(models_dir: Path, source: Path, output: Path) -> Config:
@@ -50,12 +32,12 @@ def settings(models_dir: Path, source: Path, output: Path) -> Config:
                   input_channel=1, current_time_point=False, workers=0, measure=False)
 
 
-def test_the_ome_tiff_output_is_schema_valid_ome_and_bioio_reads_every_channel(source, models_dir, tmp_path):
+def test_the_ome_tiff_output_is_schema_valid_ome_and_bioio_reads_every_channel(tiff, models_dir, tmp_path):
     import ome_types
     import tifffile
     from bioio import BioImage
 
-    path, stack = source
+    path, stack = tiff
     output = tmp_path / "out.ome.tif"
     assert run(settings(models_dir, path, output), TiffHost(path, output, show_progress=False)).completed
     written = read_tzcyx(output)
@@ -78,14 +60,14 @@ def test_the_ome_tiff_output_is_schema_valid_ome_and_bioio_reads_every_channel(s
     assert data[:, 2].max() > 3
 
 
-def test_bioio_reads_the_zarr_image_and_label_store_with_every_pyramid_level(source, models_dir, tmp_path,
+def test_bioio_reads_the_zarr_image_and_label_store_with_every_pyramid_level(tiff, models_dir, tmp_path,
                                                                               monkeypatch):
     """PYRAMID_TOP_SIDE lowered (96 -> 48 -> 24 px): each level is a resolution level with its scale."""
     from bioio import BioImage
-    from stardist_v4d.host_api import ome_zarr as module
+    from stardist_v4d.host_api import ngff_writer as module
 
     monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 30)
-    path, stack = source
+    path, stack = tiff
     store = convert(path, tmp_path / "in.ome.zarr", progress=False)
     labels = tmp_path / "labels.ome.zarr"
     host = OmeZarrHost(store, labels, show_progress=False)
