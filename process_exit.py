@@ -4,8 +4,9 @@ Why: a process that imported TensorFlow spends ~1.2-1.5 s in the interpreter's f
 (TensorFlow's and Keras' module objects freed one by one, measured on a 2-core Xeon) after
 everything is written: a user's run would seem to hang for that long after its last line.
 ``end_process`` does what a normal exit does that matters (stops idle thread pools and waits
-for non-daemon threads, as ``threading._shutdown`` does at every exit; runs the ``atexit`` handlers: multiprocessing joins its children, logging flushes; flushes
-stdout and stderr) and then leaves with ``os._exit``. Only for processes we start
+for non-daemon threads, as ``threading._shutdown`` does at every exit; runs the ``atexit``
+handlers: multiprocessing joins its children, logging flushes; flushes stdout and stderr)
+and then leaves with ``os._exit``. Only for processes we start
 ourselves: never inside a host application's interpreter, never from a library call.
 """
 from __future__ import annotations

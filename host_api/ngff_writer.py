@@ -22,9 +22,14 @@ PYRAMID_TOP_SIDE = 1024
 def pyramid_factors(size_y: int, size_x: int) -> tuple[int, ...]:
     """Each level's downsampling factor in Y and X: 1, 2, 4, ... (1 alone for planes that fit)."""
     factors = [1]
-    while -(-max(size_y, size_x) // factors[-1]) > PYRAMID_TOP_SIDE:
+    while _level_side(max(size_y, size_x), factors[-1]) > PYRAMID_TOP_SIDE:
         factors.append(factors[-1] * 2)
     return tuple(factors)
+
+
+def _level_side(side: int, factor: int) -> int:
+    """A side's length at a level: every ``factor``-th pixel, the first included."""
+    return -(-side // factor)
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,11 @@ class Pyramid:
     alone says; one chunk per plane at every level, so writers of different planes never meet.
     """
 
-    arrays: tuple
-    factors: tuple[int, ...]
+    arrays: tuple                    # level 0, 1, ...: level k is 2^k times smaller
 
     def write(self, index: tuple[int, ...], plane: np.ndarray) -> None:
-        for array, factor in zip(self.arrays, self.factors):
-            array[index] = plane[::factor, ::factor]
+        for level, array in enumerate(self.arrays):
+            array[index] = plane[:: 2 ** level, :: 2 ** level]
 
 
 def open_pyramid(path: Path, mode: str = "r+") -> Pyramid:
@@ -49,7 +53,7 @@ def open_pyramid(path: Path, mode: str = "r+") -> Pyramid:
     import zarr
     group = zarr.open_group(str(path), mode=mode)
     arrays = tuple(group[d["path"]] for d in group.attrs["multiscales"][0]["datasets"])
-    return Pyramid(arrays, tuple(-(-arrays[0].shape[-1] // a.shape[-1]) for a in arrays))
+    return Pyramid(arrays)
 
 
 def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype, scale_um,
@@ -74,13 +78,13 @@ def create_image(path: Path, axes: str, shape: tuple[int, ...], dtype: np.dtype,
     factors = pyramid_factors(*shape[-2:])
     arrays, datasets = [], []
     for level, factor in enumerate(factors):
-        plane = tuple(-(-side // factor) for side in shape[-2:])
+        plane = tuple(_level_side(side, factor) for side in shape[-2:])
         arrays.append(group.create_array(str(level), shape=tuple(shape[:-2]) + plane, dtype=dtype, fill_value=0,
                                          chunks=(1,) * (len(shape) - 2) + plane))
         scale = [float(sizes.get(axis) or 1.0) * (factor if axis in "YX" else 1) for axis in axes]
         datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
     write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=ngff_axes, name=name)
-    return group, Pyramid(tuple(arrays), factors)
+    return group, Pyramid(tuple(arrays))
 
 
 def create_labels_store(path: Path, shape: tuple[int, int, int, int], dtype: np.dtype,

@@ -80,8 +80,6 @@ class WorkbookProcess:
             raise
         except Exception:   # noqa: BLE001  (a dead or failed process: written by the caller)
             return None
-        finally:
-            self._ended = True
 
     def close(self) -> None:
         """End the process and wait until it has exited (see ``PendingPool.shutdown`` for why

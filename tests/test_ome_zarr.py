@@ -260,6 +260,22 @@ def test_pyramid_levels_halve_until_a_screen_shows_the_smallest_whole():
     assert pyramid_factors(3000, 4100) == (1, 2, 4, 8)          # 4100 -> 2050 -> 1025 -> 513
 
 
+def test_a_reopened_store_writes_every_level_of_a_narrow_plane(tmp_path, monkeypatch):
+    """A resumed run and Dask workers reopen the store: level k stays every 2^k-th pixel also
+    where a side is short (5 px: 5, 3, 2 at levels 0-2, so the sizes' ratio is not the factor)."""
+    import zarr
+    from stardist_v4d.host_api import ngff_writer as module
+
+    monkeypatch.setattr(module, "PYRAMID_TOP_SIDE", 30)
+    path = tmp_path / "narrow.ome.zarr"
+    module.create_labels_store(path, (1, 1, 96, 5), np.uint16, (1.0, 1.0, 1.0), None)
+    plane = np.arange(96 * 5, dtype=np.uint16).reshape(96, 5)
+    module.open_pyramid(path).write((0, 0), plane)
+    for level, factor in enumerate((1, 2, 4)):
+        written = zarr.open_array(str(path / str(level)), mode="r")[0, 0]
+        np.testing.assert_array_equal(written, plane[::factor, ::factor])
+
+
 def test_big_planes_get_pyramids_in_the_converted_image_and_the_label_store(tiff, models_dir, tmp_path,
                                                                             monkeypatch):
     """Planes larger than PYRAMID_TOP_SIDE (lowered here: 96 -> 48 -> 24 px): every level is
